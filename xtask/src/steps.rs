@@ -61,6 +61,8 @@ pub fn build_web(root: &Path, release: bool) -> Result<()> {
         .input_path(&input)
         .out_name("client_wasm")
         .web(true)?
+        // Let a bare `await init()` find the .wasm next to the JS glue.
+        .omit_default_module_path(false)
         .typescript(true)
         .generate(&out_dir)
         .context("generating the wasm-bindgen JS bindings")?;
