@@ -1,0 +1,31 @@
+//! SFU configuration.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+/// How the SFU binds, announces itself and paces keyframe requests.
+#[derive(Clone, Debug)]
+pub struct SfuConfig {
+    /// UDP sockets bind here; default 127.0.0.1.
+    pub bind_ip: IpAddr,
+    /// Ports handed out to PeerConnections, one port per PeerConnection today.
+    /// Default 40000..=40999.
+    pub udp_ports: RangeInclusive<u16>,
+    /// NAT 1:1: announced in ICE candidates instead of `bind_ip`.
+    pub public_ip: Option<IpAddr>,
+    /// Minimum interval between keyframe requests (PLI) sent to one publisher's track.
+    /// Default 500 ms.
+    pub pli_min_interval: Duration,
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        Self {
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            udp_ports: 40000..=40999,
+            public_ip: None,
+            pli_min_interval: Duration::from_millis(500),
+        }
+    }
+}

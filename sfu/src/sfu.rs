@@ -1,0 +1,431 @@
+//! The [`Sfu`]: rooms, the port pool, counters, and joining.
+
+use crate::participant::{self, Parts};
+use crate::port_pool::PortPool;
+use crate::room::{AddError, Member, Room, SPEAKER_INTERVAL};
+use crate::rtc::{NetSettings, Pc, PcEvent};
+use crate::stats::{Counters, SfuStats};
+use crate::{ParticipantEvent, ParticipantHandle, ParticipantId, PcKind, SfuConfig, SfuError};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Events a participant's client may have queued before signaling reads them.
+const EVENT_QUEUE: usize = 256;
+/// Ports tried per PeerConnection before giving up (a port may be taken by another process).
+const BIND_ATTEMPTS: usize = 5;
+
+/// State shared by every task of one `Sfu`.
+pub(crate) struct Shared {
+    pub config: SfuConfig,
+    net: NetSettings,
+    ports: Arc<PortPool>,
+    pub counters: Arc<Counters>,
+    /// How long a PC may take to connect after its first offer/answer.
+    pub connect_timeout: Duration,
+    rooms: Mutex<HashMap<String, Arc<Room>>>,
+    shutting_down: AtomicBool,
+    ssrc_seed: u32,
+    ssrc_seq: AtomicU32,
+    #[cfg(feature = "test-tap")]
+    pub tap: crate::tap::TapSlot,
+}
+
+impl Shared {
+    /// A fresh SSRC for a down track: a counter scrambled by a bijection, so SSRCs are unique
+    /// per SFU (and so per subscriber PC) yet do not reveal join order.
+    pub fn next_ssrc(&self) -> u32 {
+        loop {
+            let n = self.ssrc_seq.fetch_add(1, Ordering::Relaxed);
+            let mut x = n ^ self.ssrc_seed;
+            x = (x ^ (x >> 16)).wrapping_mul(0x7feb_352d);
+            x = (x ^ (x >> 15)).wrapping_mul(0x846c_a68b);
+            x ^= x >> 16;
+            if x != 0 {
+                return x;
+            }
+        }
+    }
+
+    /// Forgets a room that emptied (if it is still the one registered under its name).
+    pub fn remove_room(&self, room: &Arc<Room>) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if rooms.get(&room.name).is_some_and(|r| Arc::ptr_eq(r, room)) {
+            rooms.remove(&room.name);
+            self.counters.rooms.fetch_sub(1, Ordering::Relaxed);
+            tracing::info!(room = %room.name, "room closed");
+        }
+    }
+
+    fn room(&self, name: &str) -> Arc<Room> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(room) = rooms.get(name)
+            && !room.is_closed()
+        {
+            return Arc::clone(room);
+        }
+        let room = Room::new(name.to_owned(), Arc::clone(&self.counters));
+        rooms.insert(name.to_owned(), Arc::clone(&room));
+        self.counters.rooms.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(speaker_loop(Arc::downgrade(&room)));
+        tracing::info!(room = %name, "room opened");
+        room
+    }
+
+    async fn build_pc(
+        &self,
+        kind: PcKind,
+        events: &mpsc::UnboundedSender<PcEvent>,
+    ) -> Result<Pc, SfuError> {
+        let mut last_err = SfuError::NoFreePort;
+        for _ in 0..BIND_ATTEMPTS {
+            let lease = self.ports.acquire().ok_or(SfuError::NoFreePort)?;
+            match Pc::new(kind, self.net, lease, events.clone()).await {
+                Ok(pc) => return Ok(pc),
+                Err(err) => {
+                    tracing::warn!(?kind, %err, "PeerConnection setup failed; trying another port");
+                    last_err = err;
+                }
+            }
+        }
+        Err(last_err)
+    }
+}
+
+async fn speaker_loop(room: Weak<Room>) {
+    let mut tick = tokio::time::interval(SPEAKER_INTERVAL);
+    loop {
+        tick.tick().await;
+        let Some(room) = room.upgrade() else { return };
+        if room.is_closed() {
+            return;
+        }
+        room.sample_speakers();
+    }
+}
+
+/// The SFU: rooms of participants whose media it forwards. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct Sfu {
+    shared: Arc<Shared>,
+}
+
+impl Sfu {
+    /// Creates an SFU. Fails if the configuration cannot work (an empty port range, a public
+    /// IP of another address family than the bind address).
+    pub fn new(config: SfuConfig) -> Result<Sfu, SfuError> {
+        if config.udp_ports.is_empty() {
+            return Err(SfuError::Config("the UDP port range is empty".into()));
+        }
+        if config.bind_ip.is_unspecified() {
+            // webrtc-rs would expand it to every interface but loopback; one explicit
+            // address keeps announced candidates predictable.
+            return Err(SfuError::Config(
+                "bind_ip must be a concrete address (use public_ip for NAT)".into(),
+            ));
+        }
+        if let Some(public) = config.public_ip
+            && public.is_ipv4() != config.bind_ip.is_ipv4()
+        {
+            return Err(SfuError::Config(
+                "public_ip and bind_ip must be the same address family".into(),
+            ));
+        }
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish() as u32;
+        Ok(Sfu {
+            shared: Arc::new(Shared {
+                net: NetSettings {
+                    bind_ip: config.bind_ip,
+                    public_ip: config.public_ip,
+                },
+                ports: PortPool::new(config.udp_ports.clone()),
+                config,
+                counters: Arc::new(Counters::default()),
+                connect_timeout: participant::CONNECT_TIMEOUT,
+                rooms: Mutex::default(),
+                shutting_down: AtomicBool::new(false),
+                ssrc_seed: seed,
+                ssrc_seq: AtomicU32::new(1),
+                #[cfg(feature = "test-tap")]
+                tap: Default::default(),
+            }),
+        })
+    }
+
+    /// Adds a participant to a room (room created on first join). Events for this participant
+    /// arrive on the returned receiver until it leaves.
+    pub async fn join(
+        &self,
+        room: &str,
+        id: ParticipantId,
+    ) -> Result<(ParticipantHandle, mpsc::Receiver<ParticipantEvent>), SfuError> {
+        let shared = &self.shared;
+        if shared.shutting_down.load(Ordering::Acquire) {
+            return Err(SfuError::ShuttingDown);
+        }
+        let (pc_tx, pc_rx) = mpsc::unbounded_channel();
+        let publish = shared.build_pc(PcKind::Publish, &pc_tx).await?;
+        let subscribe = match shared.build_pc(PcKind::Subscribe, &pc_tx).await {
+            Ok(pc) => pc,
+            Err(err) => {
+                publish.close().await;
+                return Err(err);
+            }
+        };
+        drop(pc_tx);
+
+        let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+        let (out_tx, out_rx) = mpsc::channel(EVENT_QUEUE);
+        tokio::spawn(async move {
+            while let Some(event) = events_rx.recv().await {
+                if out_tx.send(event).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let (cmds_tx, cmds_rx) = mpsc::unbounded_channel();
+        let member = Member {
+            cmds: cmds_tx,
+            events: events_tx,
+            left: Arc::default(),
+        };
+        let room = loop {
+            let room = shared.room(room);
+            match room.add(id, member.clone()) {
+                Ok(()) => break room,
+                Err(AddError::Closed) => continue,
+                Err(AddError::Duplicate) => {
+                    publish.close().await;
+                    subscribe.close().await;
+                    return Err(SfuError::DuplicateParticipant(id));
+                }
+            }
+        };
+        shared.counters.participants.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(room = %room.name, participant = id, "joined");
+        let cmds = member.cmds.clone();
+        let left = Arc::clone(&member.left);
+        let joined_room = Arc::clone(&room);
+        let handle = participant::spawn(Parts {
+            id,
+            room,
+            member,
+            shared: Arc::clone(shared),
+            publish,
+            subscribe,
+            cmds: cmds_rx,
+            pc_events: pc_rx,
+        });
+        if shared.shutting_down.load(Ordering::Acquire) {
+            // Raced with shutdown(), which may not have seen this participant.
+            participant::leave(shared, &joined_room, id, &cmds, &left).await;
+            return Err(SfuError::ShuttingDown);
+        }
+        Ok((handle, out_rx))
+    }
+
+    /// A cheap snapshot of the counters (atomics).
+    pub fn stats(&self) -> SfuStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Closes every PeerConnection; later joins fail with [`SfuError::ShuttingDown`].
+    pub async fn shutdown(&self) {
+        self.shared.shutting_down.store(true, Ordering::Release);
+        let rooms: Vec<Arc<Room>> = self
+            .shared
+            .rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for room in rooms {
+            for (id, member) in room.members() {
+                participant::leave(&self.shared, &room, id, &member.cmds, &member.left).await;
+            }
+        }
+    }
+
+    /// Installs (or removes) a tap called with every payload the SFU forwards.
+    #[cfg(feature = "test-tap")]
+    pub fn set_tap(&self, tap: Option<Box<crate::tap::TapFn>>) {
+        self.shared.tap.set(tap);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_unusable_configs() {
+        #[allow(clippy::reversed_empty_ranges)]
+        let empty = SfuConfig {
+            udp_ports: 10..=9,
+            ..SfuConfig::default()
+        };
+        assert!(matches!(Sfu::new(empty), Err(SfuError::Config(_))));
+        let mixed = SfuConfig {
+            public_ip: Some("::1".parse().expect("ip")),
+            ..SfuConfig::default()
+        };
+        assert!(matches!(Sfu::new(mixed), Err(SfuError::Config(_))));
+        assert!(Sfu::new(SfuConfig::default()).is_ok());
+    }
+
+    /// A plain (full-ICE) client PeerConnection's offer with one send-only audio track.
+    async fn client_offer() -> (impl webrtc::peer_connection::PeerConnection, String) {
+        use webrtc::peer_connection::{
+            PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, SettingEngineBuilder,
+        };
+        struct Nop;
+        impl PeerConnectionEventHandler for Nop {}
+        let settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .with_include_loopback_candidate(true)
+            .build();
+        let mut engine = webrtc::peer_connection::MediaEngine::default();
+        engine.register_default_codecs().expect("codecs");
+        let pc = PeerConnectionBuilder::new()
+            .with_media_engine(engine)
+            .with_setting_engine(settings)
+            .with_handler(std::sync::Arc::new(Nop))
+            .with_udp_addrs(vec!["127.0.0.1:0"])
+            .build()
+            .await
+            .expect("client pc");
+        pc.add_transceiver_from_kind(rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio, None)
+            .await
+            .expect("transceiver");
+        let offer = pc.create_offer(None).await.expect("offer");
+        pc.set_local_description(offer).await.expect("set local");
+        for _ in 0..100 {
+            if let Some(desc) = pc.local_description().await
+                && desc.sdp.contains("a=ice-ufrag")
+                && desc.sdp.contains("a=candidate")
+            {
+                return (pc, desc.sdp);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let sdp = pc.local_description().await.map(|d| d.sdp);
+        panic!("client offer never got ICE credentials and a candidate: {sdp:?}");
+    }
+
+    fn small_sfu(ports: std::ops::RangeInclusive<u16>) -> Sfu {
+        Sfu::new(SfuConfig {
+            udp_ports: ports,
+            ..SfuConfig::default()
+        })
+        .expect("sfu")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn leaving_returns_ports_and_frees_sockets() {
+        let sfu = small_sfu(47200..=47205);
+        let (a, _ea) = sfu.join("ports", 1).await.expect("join");
+        let (b, _eb) = sfu.join("ports", 2).await.expect("join");
+        let (c, _ec) = sfu.join("ports", 3).await.expect("join");
+        assert_eq!(sfu.shared.ports.available(), 0, "two ports per participant");
+        assert!(
+            matches!(sfu.join("ports", 4).await, Err(SfuError::NoFreePort)),
+            "pool exhausted: a clear error"
+        );
+        let (_client, offer) = client_offer().await;
+        a.publish_offer(&offer).await.expect("answer");
+        for p in [&a, &b, &c] {
+            p.leave().await;
+        }
+        let start = std::time::Instant::now();
+        while sfu.shared.ports.available() < 6 {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "ports not returned"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for port in 47200..=47205 {
+            std::net::UdpSocket::bind(("127.0.0.1", port)).expect("socket was closed");
+        }
+        let s = sfu.stats();
+        assert_eq!((s.rooms, s.participants, s.tracks), (0, 0, 0));
+        let (again, _e) = sfu.join("ports", 5).await.expect("ports are reusable");
+        again.leave().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unconnected_participant_is_reported_closed() {
+        let mut sfu = small_sfu(47210..=47219);
+        Arc::get_mut(&mut sfu.shared)
+            .expect("not shared yet")
+            .connect_timeout = Duration::from_millis(500);
+        let (p, mut events) = sfu.join("timeout", 1).await.expect("join");
+        let (client, offer) = client_offer().await;
+        p.publish_offer(&offer).await.expect("answer");
+        // The client never applies the answer: ICE never starts.
+        drop(client);
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(event) = events.recv().await {
+                if let ParticipantEvent::Closed { reason } = event {
+                    return Some(reason);
+                }
+            }
+            None
+        })
+        .await
+        .expect("Closed within the timeout");
+        assert!(closed.is_some_and(|r| r.contains("timed out")));
+        p.leave().await;
+        assert_eq!(sfu.stats().participants, 0);
+        let ended = tokio::time::timeout(Duration::from_secs(2), async {
+            while events.recv().await.is_some() {}
+        })
+        .await;
+        assert!(ended.is_ok(), "the event stream ends after leave");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn public_ip_is_announced_instead_of_bind_address() {
+        let sfu = Sfu::new(SfuConfig {
+            udp_ports: 47220..=47229,
+            public_ip: Some("198.51.100.7".parse().expect("ip")),
+            ..SfuConfig::default()
+        })
+        .expect("sfu");
+        let (p, mut events) = sfu.join("nat", 1).await.expect("join");
+        let (_client, offer) = client_offer().await;
+        let answer = p.publish_offer(&offer).await.expect("answer");
+        let candidates: Vec<&str> = answer
+            .lines()
+            .filter(|l| l.starts_with("a=candidate:"))
+            .collect();
+        assert!(!candidates.is_empty(), "the answer carries our candidate");
+        for c in candidates {
+            assert!(c.contains(" 198.51.100.7 "), "{c}");
+            assert!(!c.contains("127.0.0.1"), "{c}");
+        }
+        while let Ok(event) = events.try_recv() {
+            if let ParticipantEvent::IceCandidate { candidate, .. } = event {
+                assert!(!candidate.candidate.contains("127.0.0.1"));
+            }
+        }
+        p.leave().await;
+    }
+
+    #[test]
+    fn ssrcs_are_unique_and_nonzero() {
+        let sfu = Sfu::new(SfuConfig::default()).expect("sfu");
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let s = sfu.shared.next_ssrc();
+            assert_ne!(s, 0);
+            assert!(seen.insert(s), "duplicate SSRC");
+        }
+    }
+}

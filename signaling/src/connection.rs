@@ -1,0 +1,465 @@
+//! One signaling connection, from upgrade to close.
+//!
+//! A connection is a small state machine — *lobby* (connected, not joined) →
+//! *in a room* → closed — driven by one task that waits on four things at once:
+//!
+//! 1. the server's shutdown signal → close `1001 server shutting down`;
+//! 2. the "too slow" signal of its own outbox → close `1008`;
+//! 3. its outbox (messages from the room and from the SFU) → write them out;
+//! 4. the keepalive timer → ping, or drop a peer that has gone silent;
+//! 5. the socket → rate-limit, parse, act.
+//!
+//! The select is `biased` in that order, so everything queued for the client (its
+//! `welcome` above all) is written before the next client message is read.
+//!
+//! Replies to the client's own requests (`publish_answer`, errors) are written
+//! directly rather than queued: a `publish_answer` must reach the client before the
+//! SFU's trickled publish candidates, which the SFU may already have queued.
+//!
+//! Every rejected message gets an `error` and the connection stays usable; the
+//! connection is closed only when continuing would hurt the server: a flood that does
+//! not stop (1008), a frame over the hard size cap (1009), a client that does not read
+//! (1008), no `join` within the join timeout (1008), or a media failure (1011).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use crate::auth::{TokenError, unix_now};
+use crate::error::{ErrorCode, ProtocolError};
+use crate::media;
+use crate::outbox::{Outbound, Outbox, OutboxReceiver};
+use crate::protocol::{ClientMessage, Join, ParticipantId, ServerMessage, parse_client_message};
+use crate::rate_limit::{RateLimiter, Verdict};
+use crate::state::AppState;
+
+/// Longest `error.message` sent: messages may quote client input, which must not be
+/// echoed back at length.
+const MAX_ERROR_MESSAGE: usize = 256;
+
+/// How long to wait for the client's half of the close handshake.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Longest a single frame write may take before the client counts as gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a connection to completion. Never panics on client input.
+pub(crate) async fn run(socket: WebSocket, state: Arc<AppState>, peer: SocketAddr) {
+    let span = tracing::info_span!(
+        "conn",
+        %peer,
+        room = tracing::field::Empty,
+        participant = tracing::field::Empty
+    );
+    async move {
+        state.metrics.connection_opened();
+        tracing::debug!("connected");
+        let mut connection = Connection::new(socket, state.clone());
+        connection.serve().await;
+        connection.leave_room().await;
+        state.metrics.connection_closed();
+        tracing::debug!("disconnected");
+    }
+    .instrument(span)
+    .await;
+}
+
+/// A participant that has joined: where it is, and its SFU side.
+struct Session {
+    room: String,
+    id: ParticipantId,
+    media: sfu::ParticipantHandle,
+    forwarder: JoinHandle<()>,
+}
+
+/// What the loop does after handling one event.
+enum Flow {
+    Continue,
+    /// Send a close frame with this code and reason, then stop.
+    Close(u16, &'static str),
+    /// The socket is gone; just stop.
+    Gone,
+}
+
+/// Something the connection woke up for.
+enum Event {
+    Shutdown,
+    TooSlow,
+    Queued(Option<Outbound>),
+    Keepalive,
+    Frame(Option<Result<Message, axum::Error>>),
+    JoinTimeout,
+}
+
+struct Connection {
+    socket: WebSocket,
+    state: Arc<AppState>,
+    /// Our own outbox; a clone goes to the registry and the SFU event forwarder.
+    outbox: Outbox,
+    inbox: OutboxReceiver,
+    limiter: RateLimiter,
+    session: Option<Session>,
+    join_deadline: Instant,
+    keepalive: tokio::time::Interval,
+    /// When the client last sent anything (data, ping or pong).
+    last_heard: Instant,
+}
+
+impl Connection {
+    fn new(socket: WebSocket, state: Arc<AppState>) -> Self {
+        let limits = &state.config.limits;
+        let now = Instant::now();
+        let (outbox, inbox) = Outbox::new(limits.outbound_queue);
+        Connection {
+            limiter: RateLimiter::new(
+                limits.rate_per_second,
+                limits.rate_burst,
+                limits.flood_close_after,
+                now,
+            ),
+            join_deadline: now + limits.join_timeout,
+            keepalive: keepalive_timer(now, limits.keepalive_interval),
+            last_heard: now,
+            socket,
+            outbox,
+            inbox,
+            session: None,
+            state,
+        }
+    }
+
+    /// The event loop; returns when the connection should end.
+    async fn serve(&mut self) {
+        let flow = loop {
+            let event = tokio::select! {
+                biased;
+                () = self.state.shutdown.triggered() => Event::Shutdown,
+                () = self.inbox.too_slow.notified() => Event::TooSlow,
+                item = self.inbox.rx.recv() => Event::Queued(item),
+                _ = self.keepalive.tick() => Event::Keepalive,
+                frame = self.socket.recv() => Event::Frame(frame),
+                () = tokio::time::sleep_until(self.join_deadline), if self.session.is_none() => {
+                    Event::JoinTimeout
+                }
+            };
+            let flow = match event {
+                Event::Shutdown => Flow::Close(close_code::AWAY, "server shutting down"),
+                Event::TooSlow => {
+                    self.state.metrics.slow_consumer();
+                    tracing::warn!("client does not read its messages; disconnecting");
+                    Flow::Close(close_code::POLICY, "too slow: outbound queue full")
+                }
+                Event::JoinTimeout => Flow::Close(close_code::POLICY, "no join in time"),
+                Event::Queued(Some(item)) => self.deliver(item).await,
+                Event::Queued(None) => Flow::Gone,
+                Event::Keepalive => self.keepalive().await,
+                Event::Frame(None) => Flow::Gone,
+                Event::Frame(Some(Err(e))) => read_error(&e),
+                Event::Frame(Some(Ok(message))) => {
+                    self.last_heard = Instant::now();
+                    // An SFU call may take a while; do not let it hold up shutdown.
+                    let state = self.state.clone();
+                    tokio::select! {
+                        flow = self.on_message(message) => flow,
+                        () = state.shutdown.triggered() => {
+                            Flow::Close(close_code::AWAY, "server shutting down")
+                        }
+                    }
+                }
+            };
+            match flow {
+                Flow::Continue => {}
+                end => break end,
+            }
+        };
+        if let Flow::Close(code, reason) = flow {
+            tracing::debug!(code, reason, "closing");
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            // Send the close and let the client answer it, so it sees a clean close;
+            // bounded, because a client that does not read may never let us.
+            let socket = &mut self.socket;
+            let close = async {
+                if socket.send(Message::Close(Some(frame))).await.is_ok() {
+                    while let Some(Ok(_)) = socket.recv().await {}
+                }
+            };
+            let _ = tokio::time::timeout(CLOSE_GRACE, close).await;
+        }
+    }
+
+    /// Pings the client, or gives up on it if it has been silent for two intervals.
+    async fn keepalive(&mut self) -> Flow {
+        let interval = self.state.config.limits.keepalive_interval;
+        if self.last_heard.elapsed() > interval * 2 {
+            tracing::info!("client silent for {:?}; dropping it", interval * 2);
+            return Flow::Gone;
+        }
+        self.write(Message::Ping(Default::default())).await
+    }
+
+    /// Writes one queued item.
+    async fn deliver(&mut self, item: Outbound) -> Flow {
+        match item {
+            Outbound::Text(text) => self.write(Message::Text(text)).await,
+            Outbound::MediaClosed(reason) => {
+                tracing::warn!(%reason, "media connection failed; removing participant");
+                self.leave_room().await;
+                let err = ProtocolError::new(
+                    ErrorCode::MediaFailed,
+                    format!("media connection failed: {reason}"),
+                );
+                match self.send_error(err).await {
+                    Flow::Continue => Flow::Close(close_code::ERROR, "media connection failed"),
+                    other => other,
+                }
+            }
+        }
+    }
+
+    /// Handles one frame from the client.
+    async fn on_message(&mut self, message: Message) -> Flow {
+        if let Message::Close(_) = message {
+            return Flow::Gone;
+        }
+        match self.limiter.check(Instant::now()) {
+            Verdict::Allow => {}
+            Verdict::Drop { notify } => {
+                self.state.metrics.rate_limited_drop();
+                if !notify {
+                    return Flow::Continue;
+                }
+                let limits = &self.state.config.limits;
+                let err = ProtocolError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "more than {} messages per second (burst {}); messages are being dropped",
+                        limits.rate_per_second, limits.rate_burst
+                    ),
+                );
+                return self.send_error(err).await;
+            }
+            Verdict::Close => {
+                tracing::warn!("flood did not stop; disconnecting");
+                return Flow::Close(close_code::POLICY, "rate limit exceeded");
+            }
+        }
+        match message {
+            Message::Text(text) => {
+                match parse_client_message(text.as_str(), &self.state.config.limits) {
+                    Ok(message) => {
+                        let kind = message.message_type();
+                        self.state.metrics.message(kind);
+                        tracing::trace!(r#type = kind.as_str(), "message");
+                        match self.dispatch(message).await {
+                            Ok(flow) => flow,
+                            Err(err) => self.send_error(err).await,
+                        }
+                    }
+                    Err(err) => self.send_error(err).await,
+                }
+            }
+            Message::Binary(_) => {
+                let err = ProtocolError::new(
+                    ErrorCode::BadJson,
+                    "binary frames are not part of the protocol; send JSON text frames",
+                );
+                self.send_error(err).await
+            }
+            // The WebSocket layer answers pings itself.
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => Flow::Continue,
+        }
+    }
+
+    /// Acts on a well-formed message according to the connection's state.
+    async fn dispatch(&mut self, message: ClientMessage) -> Result<Flow, ProtocolError> {
+        let Some(session) = &self.session else {
+            return match message {
+                ClientMessage::Join(join) => self.join(join).await,
+                other => Err(ProtocolError::new(
+                    ErrorCode::NotJoined,
+                    format!("`{}` needs a `join` first", other.message_type().as_str()),
+                )),
+            };
+        };
+        let (room, id, media) = (session.room.clone(), session.id, session.media.clone());
+        let sfu_error = |e: sfu::SfuError| {
+            tracing::debug!(error = %e, "SFU refused a request");
+            media::sfu_error(&e)
+        };
+        match message {
+            ClientMessage::Join(_) => Err(ProtocolError::new(
+                ErrorCode::AlreadyJoined,
+                format!("this connection already joined room {room} as participant {id}"),
+            )),
+            ClientMessage::PublishOffer(offer) => {
+                let sdp = media.publish_offer(&offer.sdp).await.map_err(sfu_error)?;
+                Ok(self.send(&ServerMessage::PublishAnswer { sdp }).await)
+            }
+            ClientMessage::SubscribeAnswer(answer) => {
+                media
+                    .subscribe_answer(&answer.sdp)
+                    .await
+                    .map_err(sfu_error)?;
+                Ok(Flow::Continue)
+            }
+            ClientMessage::IceCandidate(ice) => {
+                media
+                    .add_ice_candidate(ice.pc.into(), ice.candidate.into())
+                    .await
+                    .map_err(sfu_error)?;
+                Ok(Flow::Continue)
+            }
+            ClientMessage::E2ee(e2ee) => {
+                // The payload is opaque: relayed as received, never logged.
+                self.state
+                    .registry
+                    .relay_e2ee(&room, id, e2ee.to, e2ee.payload)?;
+                Ok(Flow::Continue)
+            }
+            ClientMessage::Mute(mute) => {
+                let relay = ServerMessage::TrackMuted {
+                    participant: id,
+                    track_id: mute.track,
+                    muted: mute.muted,
+                };
+                self.state.registry.broadcast(&room, id, &relay);
+                Ok(Flow::Continue)
+            }
+            ClientMessage::Leave(_) => {
+                self.leave_room().await;
+                Ok(Flow::Close(close_code::NORMAL, "left"))
+            }
+        }
+    }
+
+    /// `join`: token check, roster entry (which queues `welcome`), SFU participant.
+    async fn join(&mut self, join: Join) -> Result<Flow, ProtocolError> {
+        if let Some(secret) = &self.state.config.auth_secret {
+            let verdict = match &join.token {
+                None => Err(TokenError::Missing),
+                Some(token) => secret.verify(token, &join.room, &join.name, unix_now()),
+            };
+            if let Err(e) = verdict {
+                tracing::info!(room = %join.room, reason = %e, "join refused");
+                return Err(ProtocolError::new(ErrorCode::Unauthorized, e.to_string()));
+            }
+        }
+        let state = self.state.clone();
+        let id = state.registry.join(
+            &join.room,
+            &join.name,
+            &join.public_key,
+            self.outbox.clone(),
+        )?;
+        match state.sfu.join(&join.room, id).await {
+            Ok((media, events)) => {
+                let span = tracing::Span::current();
+                span.record("room", join.room.as_str());
+                span.record("participant", id);
+                let forwarder = tokio::spawn(
+                    media::forward_events(events, self.outbox.clone()).instrument(span),
+                );
+                tracing::info!("joined");
+                self.session = Some(Session {
+                    room: join.room,
+                    id,
+                    media,
+                    forwarder,
+                });
+                Ok(Flow::Continue)
+            }
+            Err(e) => {
+                tracing::error!(room = %join.room, participant = id, error = %e, "SFU join failed");
+                state.registry.leave(&join.room, id);
+                // Queued, not sent directly, so it arrives after the `welcome` that is
+                // already in the queue.
+                let err = media::sfu_error(&e);
+                self.state.metrics.error(err.code);
+                self.outbox.send(&ServerMessage::error(&err));
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// Leaves the room and the SFU, if in one. Idempotent.
+    async fn leave_room(&mut self) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        self.state.registry.leave(&session.room, session.id);
+        session.media.leave().await;
+        session.forwarder.abort();
+        tracing::info!("left");
+    }
+
+    async fn send(&mut self, message: &ServerMessage) -> Flow {
+        self.write(Message::Text(message.to_json().into())).await
+    }
+
+    /// Writes one frame. A client that does not read makes this wait for TCP buffer
+    /// space, possibly forever, so the write gives up when the outbox overflows
+    /// meanwhile, when the server shuts down, or after [`WRITE_TIMEOUT`]. A write
+    /// abandoned halfway leaves the socket unusable, hence `Gone`.
+    async fn write(&mut self, frame: Message) -> Flow {
+        let state = self.state.clone();
+        tokio::select! {
+            sent = self.socket.send(frame) => match sent {
+                Ok(()) => Flow::Continue,
+                Err(_) => Flow::Gone,
+            },
+            () = self.inbox.too_slow.notified() => {
+                self.state.metrics.slow_consumer();
+                tracing::warn!("client does not read its messages; dropping it");
+                Flow::Gone
+            }
+            () = state.shutdown.triggered() => Flow::Gone,
+            () = tokio::time::sleep(WRITE_TIMEOUT) => {
+                tracing::warn!("write timed out; dropping the client");
+                Flow::Gone
+            }
+        }
+    }
+
+    async fn send_error(&mut self, mut err: ProtocolError) -> Flow {
+        self.state.metrics.error(err.code);
+        tracing::debug!(code = err.code.as_str(), "rejected");
+        if err.message.len() > MAX_ERROR_MESSAGE {
+            let cut = (0..=MAX_ERROR_MESSAGE)
+                .rev()
+                .find(|&i| err.message.is_char_boundary(i))
+                .unwrap_or(0);
+            err.message.truncate(cut);
+            err.message.push('…');
+        }
+        self.send(&ServerMessage::error(&err)).await
+    }
+}
+
+/// A timer that first fires one interval from now and never bursts to catch up.
+fn keepalive_timer(now: Instant, interval: Duration) -> tokio::time::Interval {
+    let mut timer = tokio::time::interval_at(now + interval, interval);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    timer
+}
+
+/// A read error ends the connection; an oversized message gets a proper 1009 first.
+fn read_error(e: &axum::Error) -> Flow {
+    // tungstenite reports the size cap as a capacity error ("Message too long" /
+    // "Space limit exceeded"); axum only exposes it as text.
+    let text = e.to_string();
+    if text.contains("too long") || text.contains("Space limit") {
+        tracing::info!("message over the hard size cap; closing");
+        Flow::Close(close_code::SIZE, "message too big")
+    } else {
+        tracing::debug!(error = %text, "read error");
+        Flow::Gone
+    }
+}

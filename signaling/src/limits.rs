@@ -1,0 +1,65 @@
+//! The numbers that keep one client from hurting the others.
+//!
+//! Every limit has an embedded default; `sealed serve` exposes the ones an operator
+//! tunes as flags. They are enforced in three places: the WebSocket layer (hard frame
+//! cap), the parser (message and payload sizes) and the room registry (rooms,
+//! participants per room).
+
+use std::time::Duration;
+
+/// Resource limits of one server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    /// Most rooms that may exist at once; a `join` that would create one more gets
+    /// `too_many_rooms`.
+    pub max_rooms: usize,
+    /// Most participants in one room; one more gets `room_full`.
+    pub max_participants: usize,
+    /// Most simultaneous WebSocket connections (joined or not); more get HTTP 503.
+    pub max_connections: usize,
+    /// Largest text message the protocol accepts, in bytes. A larger one gets
+    /// `too_large` and is dropped; the connection stays usable.
+    pub max_message_bytes: usize,
+    /// Largest message the WebSocket layer reads at all. A larger one closes the
+    /// connection with 1009 (message too big) because it is never buffered. Must be
+    /// ≥ `max_message_bytes`.
+    pub max_frame_bytes: usize,
+    /// Largest decoded `e2ee` payload, in bytes.
+    pub max_e2ee_payload_bytes: usize,
+    /// Sustained messages per second one connection may send (token bucket rate).
+    pub rate_per_second: u32,
+    /// Messages a connection may send in a burst (token bucket size).
+    pub rate_burst: u32,
+    /// Messages dropped in one flood (without a token regained in between) before the
+    /// server gives up on the connection and closes it with 1008 (policy violation).
+    pub flood_close_after: u32,
+    /// Messages queued for one client before it counts as too slow and is
+    /// disconnected (1008): the server never lets one reader hold memory hostage.
+    pub outbound_queue: usize,
+    /// How long a connection may stay open without joining.
+    pub join_timeout: Duration,
+    /// The server pings every client this often. It keeps reverse proxies from
+    /// closing quiet connections (nginx's default idle timeout is 60 s) and finds
+    /// dead peers: a client that sends nothing at all, not even the pong a browser
+    /// sends automatically, for two intervals is dropped.
+    pub keepalive_interval: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_rooms: 1000,
+            max_participants: 100,
+            max_connections: 10_000,
+            max_message_bytes: 64 * 1024,
+            max_frame_bytes: 256 * 1024,
+            max_e2ee_payload_bytes: 16 * 1024,
+            rate_per_second: 50,
+            rate_burst: 100,
+            flood_close_after: 200,
+            outbound_queue: 1024,
+            join_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(25),
+        }
+    }
+}

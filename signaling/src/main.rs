@@ -1,0 +1,42 @@
+//! `sealed`: the Sealed server. See `sealed --help` and `docs/DEPLOY.md`.
+
+use clap::Parser as _;
+use signaling::Server;
+use signaling::cli::{Cli, Command, ServeArgs};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().into_command() {
+        Command::Serve(args) => serve(args).await,
+        Command::Token(args) => {
+            println!("{}", args.mint()?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let config = args.into_config()?;
+    let auth = if config.auth_secret.is_some() {
+        "tokens required"
+    } else {
+        "open rooms"
+    };
+    let server = Server::bind(config).await?;
+    let addr = server.local_addr();
+    let url = if addr.ip().is_unspecified() {
+        format!("http://localhost:{}/", addr.port())
+    } else {
+        format!("http://{addr}/")
+    };
+    tracing::info!(%addr, auth, "Sealed is listening");
+    println!("Sealed is running: open {url} to start a meeting");
+    server.run(signaling::shutdown_signal()).await?;
+    Ok(())
+}

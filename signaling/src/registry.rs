@@ -1,0 +1,362 @@
+//! The room registry: every room of this server, the participant id counter and the
+//! room/participant limits.
+//!
+//! All roster changes happen under one short, synchronous lock (never held across an
+//! `.await`), which gives the protocol its ordering guarantees for free:
+//!
+//! * A joiner's `welcome` is queued *before* it becomes visible to the others, so it
+//!   is always the first message the joiner receives, and its roster is exactly the
+//!   set of participants that will later send it `participant_left`.
+//! * Ids are taken from the counter under the same lock as the insertion, so within a
+//!   room a higher id always means a later join (the E2EE leader is the lowest id).
+//!
+//! **Participant ids** come from one server-wide counter starting at 1. That makes
+//! them unique within every room, never reused for the life of the process (also
+//! across a room that empties and is re-created), and increasing in join order — the
+//! properties the E2EE layer needs for SFrame sender ids. The price is that ids leak
+//! roughly how many joins the server has seen, which the operator knows anyway.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use axum::extract::ws::Utf8Bytes;
+
+use crate::error::{ErrorCode, ProtocolError};
+use crate::outbox::Outbox;
+use crate::protocol::{ParticipantId, ParticipantInfo, ServerMessage};
+use crate::room::{Member, Room};
+
+/// All rooms of one server.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    max_rooms: usize,
+    max_participants: usize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    rooms: HashMap<String, Room>,
+    next_id: ParticipantId,
+    participants: usize,
+}
+
+impl Registry {
+    /// An empty registry with the given limits.
+    pub fn new(max_rooms: usize, max_participants: usize) -> Self {
+        Registry {
+            max_rooms,
+            max_participants,
+            inner: Mutex::new(Inner {
+                rooms: HashMap::new(),
+                next_id: 1,
+                participants: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Nothing under this lock can panic halfway through a change; if something
+        // ever did, the map is still consistent enough to keep serving.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a participant to `room` (creating it), queues its `welcome` on `outbox`
+    /// and tells the others with `participant_joined`. Returns the new id.
+    pub fn join(
+        &self,
+        room: &str,
+        name: &str,
+        public_key: &str,
+        outbox: Outbox,
+    ) -> Result<ParticipantId, ProtocolError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        match inner.rooms.get(room) {
+            Some(existing) if existing.len() >= self.max_participants => {
+                return Err(ProtocolError::new(
+                    ErrorCode::RoomFull,
+                    format!(
+                        "room {room} already has {} participants",
+                        self.max_participants
+                    ),
+                ));
+            }
+            None if inner.rooms.len() >= self.max_rooms => {
+                return Err(ProtocolError::new(
+                    ErrorCode::TooManyRooms,
+                    format!("this server already hosts {} rooms", self.max_rooms),
+                ));
+            }
+            _ => {}
+        }
+
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let entry = inner.rooms.entry(room.to_owned()).or_default();
+        let info = ParticipantInfo {
+            id,
+            name: name.to_owned(),
+            public_key: public_key.to_owned(),
+        };
+        outbox.send(&ServerMessage::Welcome {
+            id,
+            room: room.to_owned(),
+            participants: entry.roster(),
+            ice_servers: Vec::new(),
+        });
+        let joined = text(&ServerMessage::ParticipantJoined {
+            participant: info.clone(),
+        });
+        entry.broadcast(id, &joined);
+        entry.insert(Member { info, outbox });
+        inner.participants += 1;
+        Ok(id)
+    }
+
+    /// Removes a participant and tells the others with `participant_left`; drops the
+    /// room when it empties. Idempotent: returns false if it was not there.
+    pub fn leave(&self, room: &str, id: ParticipantId) -> bool {
+        let mut inner = self.lock();
+        let Some(entry) = inner.rooms.get_mut(room) else {
+            return false;
+        };
+        if entry.remove(id).is_none() {
+            return false;
+        }
+        entry.broadcast(id, &text(&ServerMessage::ParticipantLeft { id }));
+        if entry.is_empty() {
+            inner.rooms.remove(room);
+        }
+        inner.participants -= 1;
+        true
+    }
+
+    /// Delivers an E2EE payload to exactly one other participant of the room, with
+    /// `from` stamped by the server.
+    pub fn relay_e2ee(
+        &self,
+        room: &str,
+        from: ParticipantId,
+        to: ParticipantId,
+        payload: String,
+    ) -> Result<(), ProtocolError> {
+        let inner = self.lock();
+        let recipient = inner
+            .rooms
+            .get(room)
+            .and_then(|r| r.get(to))
+            .filter(|_| to != from);
+        match recipient {
+            Some(member) => {
+                member.outbox.send(&ServerMessage::E2ee { from, payload });
+                Ok(())
+            }
+            None => Err(ProtocolError::new(
+                ErrorCode::UnknownRecipient,
+                format!("participant {to} is not another member of room {room}"),
+            )),
+        }
+    }
+
+    /// Queues `message` for everybody in `room` except `from`.
+    pub fn broadcast(&self, room: &str, from: ParticipantId, message: &ServerMessage) {
+        let inner = self.lock();
+        if let Some(entry) = inner.rooms.get(room) {
+            entry.broadcast(from, &text(message));
+        }
+    }
+
+    /// `(rooms, participants)` right now.
+    pub fn counts(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.rooms.len(), inner.participants)
+    }
+
+    /// The roster of a room (ascending id); empty if the room does not exist.
+    #[cfg(test)]
+    pub fn roster(&self, room: &str) -> Vec<ParticipantInfo> {
+        self.lock()
+            .rooms
+            .get(room)
+            .map(Room::roster)
+            .unwrap_or_default()
+    }
+}
+
+fn text(message: &ServerMessage) -> Utf8Bytes {
+    message.to_json().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::{Outbound, OutboxReceiver};
+
+    fn member() -> (Outbox, OutboxReceiver) {
+        Outbox::new(16)
+    }
+
+    fn drain(rx: &mut OutboxReceiver) -> Vec<ServerMessage> {
+        let mut out = Vec::new();
+        while let Ok(item) = rx.rx.try_recv() {
+            match item {
+                Outbound::Text(t) => out.push(serde_json::from_str(t.as_str()).unwrap()),
+                Outbound::MediaClosed(_) => panic!("unexpected MediaClosed"),
+            }
+        }
+        out
+    }
+
+    fn info(id: u64, name: &str) -> ParticipantInfo {
+        ParticipantInfo {
+            id,
+            name: name.into(),
+            public_key: format!("pk{id}"),
+        }
+    }
+
+    #[test]
+    fn join_welcomes_with_the_roster_and_announces_to_the_others() {
+        let reg = Registry::new(10, 10);
+        let (a, mut a_rx) = member();
+        let (b, mut b_rx) = member();
+        assert_eq!(reg.join("r", "A", "pk1", a).unwrap(), 1);
+        assert_eq!(reg.join("r", "B", "pk2", b).unwrap(), 2);
+
+        assert_eq!(
+            drain(&mut a_rx),
+            vec![
+                ServerMessage::Welcome {
+                    id: 1,
+                    room: "r".into(),
+                    participants: vec![],
+                    ice_servers: vec![]
+                },
+                ServerMessage::ParticipantJoined {
+                    participant: info(2, "B")
+                },
+            ]
+        );
+        assert_eq!(
+            drain(&mut b_rx),
+            vec![ServerMessage::Welcome {
+                id: 2,
+                room: "r".into(),
+                participants: vec![info(1, "A")],
+                ice_servers: vec![]
+            }]
+        );
+        assert_eq!(reg.counts(), (1, 2));
+    }
+
+    #[test]
+    fn ids_increase_across_rooms_and_are_never_reused() {
+        let reg = Registry::new(10, 10);
+        let id1 = reg.join("r", "A", "pk", member().0).unwrap();
+        assert!(reg.leave("r", id1));
+        assert_eq!(reg.counts(), (0, 0), "empty room is dropped");
+        let id2 = reg.join("r", "A", "pk", member().0).unwrap();
+        let id3 = reg.join("s", "B", "pk", member().0).unwrap();
+        assert!(id1 < id2 && id2 < id3);
+    }
+
+    #[test]
+    fn leave_announces_and_is_idempotent() {
+        let reg = Registry::new(10, 10);
+        let (a, mut a_rx) = member();
+        let id_a = reg.join("r", "A", "pk1", a).unwrap();
+        let id_b = reg.join("r", "B", "pk2", member().0).unwrap();
+        drain(&mut a_rx);
+        assert!(reg.leave("r", id_b));
+        assert!(!reg.leave("r", id_b));
+        assert!(!reg.leave("nope", id_a));
+        assert_eq!(
+            drain(&mut a_rx),
+            vec![ServerMessage::ParticipantLeft { id: id_b }]
+        );
+        assert_eq!(reg.roster("r"), vec![info(id_a, "A")]);
+    }
+
+    #[test]
+    fn room_and_participant_limits_hold() {
+        let reg = Registry::new(2, 2);
+        reg.join("r", "A", "pk", member().0).unwrap();
+        reg.join("r", "B", "pk", member().0).unwrap();
+        assert_eq!(
+            reg.join("r", "C", "pk", member().0).unwrap_err().code,
+            ErrorCode::RoomFull
+        );
+        reg.join("s", "D", "pk", member().0).unwrap();
+        assert_eq!(
+            reg.join("t", "E", "pk", member().0).unwrap_err().code,
+            ErrorCode::TooManyRooms
+        );
+        // Joining an existing room is fine while the room count is at its limit.
+        reg.join("s", "F", "pk", member().0).unwrap();
+        assert_eq!(reg.counts(), (2, 4));
+        // A refused join consumed no id: the next one follows the last success.
+        let (g, mut g_rx) = member();
+        reg.leave("s", 4);
+        assert_eq!(reg.join("s", "G", "pk", g).unwrap(), 5);
+        assert!(matches!(
+            drain(&mut g_rx).first(),
+            Some(ServerMessage::Welcome { id: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn e2ee_reaches_exactly_its_recipient_with_stamped_sender() {
+        let reg = Registry::new(10, 10);
+        let (a, mut a_rx) = member();
+        let (b, mut b_rx) = member();
+        let (c, mut c_rx) = member();
+        let (other, mut other_rx) = member();
+        let a_id = reg.join("r", "A", "pk", a).unwrap();
+        let b_id = reg.join("r", "B", "pk", b).unwrap();
+        let _c_id = reg.join("r", "C", "pk", c).unwrap();
+        let other_id = reg.join("elsewhere", "O", "pk", other).unwrap();
+        for rx in [&mut a_rx, &mut b_rx, &mut c_rx, &mut other_rx] {
+            drain(rx);
+        }
+
+        reg.relay_e2ee("r", a_id, b_id, "AQID".into()).unwrap();
+        assert_eq!(
+            drain(&mut b_rx),
+            vec![ServerMessage::E2ee {
+                from: a_id,
+                payload: "AQID".into()
+            }]
+        );
+        assert!(drain(&mut a_rx).is_empty());
+        assert!(drain(&mut c_rx).is_empty());
+
+        for to in [a_id, other_id, 999] {
+            assert_eq!(
+                reg.relay_e2ee("r", a_id, to, "AQ".into()).unwrap_err().code,
+                ErrorCode::UnknownRecipient,
+                "to {to}"
+            );
+        }
+        assert!(drain(&mut other_rx).is_empty());
+    }
+
+    #[test]
+    fn a_full_outbox_signals_too_slow_and_does_not_block_others() {
+        let reg = Registry::new(10, 10);
+        let (slow, slow_rx) = Outbox::new(1);
+        let (a, mut a_rx) = member();
+        let slow_id = reg.join("r", "S", "pk", slow).unwrap(); // welcome fills it
+        let a_id = reg.join("r", "A", "pk", a).unwrap(); // joined: dropped, too slow
+        reg.relay_e2ee("r", a_id, slow_id, "AQ".into()).unwrap();
+        use futures_util::FutureExt as _;
+        assert!(
+            slow_rx.too_slow.notified().now_or_never().is_some(),
+            "the too_slow permit must be stored"
+        );
+        assert!(matches!(
+            drain(&mut a_rx).first(),
+            Some(ServerMessage::Welcome { .. })
+        ));
+    }
+}

@@ -1,0 +1,70 @@
+//! One room as signaling sees it: the roster of participants with their names,
+//! public keys and outboxes.
+//!
+//! This is separate from the SFU's notion of a room (which holds PeerConnections and
+//! tracks): the roster is what the E2EE layer needs (who is here, with which key), and
+//! it is the signaling server's to keep. A `BTreeMap` keeps it in ascending id order,
+//! which is the order `welcome` promises.
+
+use std::collections::BTreeMap;
+
+use axum::extract::ws::Utf8Bytes;
+
+use crate::outbox::Outbox;
+use crate::protocol::{ParticipantId, ParticipantInfo};
+
+/// A participant in a room.
+#[derive(Debug)]
+pub(crate) struct Member {
+    /// Id, name and public key, as shown to the others.
+    pub info: ParticipantInfo,
+    /// Where messages for this participant go.
+    pub outbox: Outbox,
+}
+
+/// The participants of one room, by ascending id.
+#[derive(Debug, Default)]
+pub(crate) struct Room {
+    members: BTreeMap<ParticipantId, Member>,
+}
+
+impl Room {
+    /// Number of participants.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// True when nobody is left.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The roster in ascending id order.
+    pub fn roster(&self) -> Vec<ParticipantInfo> {
+        self.members.values().map(|m| m.info.clone()).collect()
+    }
+
+    /// A participant by id.
+    pub fn get(&self, id: ParticipantId) -> Option<&Member> {
+        self.members.get(&id)
+    }
+
+    /// Adds a participant.
+    pub fn insert(&mut self, member: Member) {
+        self.members.insert(member.info.id, member);
+    }
+
+    /// Removes a participant; returns it if it was present.
+    pub fn remove(&mut self, id: ParticipantId) -> Option<Member> {
+        self.members.remove(&id)
+    }
+
+    /// Queues `text` for every participant except `except`.
+    pub fn broadcast(&self, except: ParticipantId, text: &Utf8Bytes) {
+        for (id, member) in &self.members {
+            if *id != except {
+                member.outbox.send_text(text.clone());
+            }
+        }
+    }
+}

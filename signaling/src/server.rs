@@ -1,0 +1,206 @@
+//! Starting, running and stopping a server — also in-process, for tests.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), signaling::ServerError> {
+//! use signaling::{Config, Server};
+//!
+//! // Port 0: the OS picks a free port; `Config::ephemeral()` does exactly that.
+//! let server = Server::bind(Config::ephemeral()).await?;
+//! let handle = server.spawn();
+//! let ws_url = handle.ws_url(); // "ws://127.0.0.1:<port>/ws"
+//! // … connect clients to `ws_url`, fetch `handle.http_url()` …
+//! handle.shutdown().await?; // closes every WebSocket with 1001, then the SFU
+//! # Ok(()) }
+//! ```
+//!
+//! The shutdown sequence (see [`crate::shutdown`]): stop accepting, finish in-flight
+//! HTTP requests, tell every WebSocket `1001 server shutting down` and wait for the
+//! connection tasks to leave their rooms (bounded by [`SHUTDOWN_GRACE`]), then
+//! [`sfu::Sfu::shutdown`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::state::AppState;
+
+/// Longest wait for WebSocket connections to finish after shutdown was triggered.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The SFU refused its configuration.
+    #[error("cannot start the media server: {0}")]
+    Sfu(#[from] sfu::SfuError),
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server task panicked or was cancelled.
+    #[error("server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// Binds the listen address and creates the SFU. Nothing is served until
+    /// [`Server::run`] or [`Server::spawn`].
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let sfu = sfu::Sfu::new(config.sfu.clone())?;
+        Self::bind_with_sfu(config, sfu).await
+    }
+
+    /// Like [`Server::bind`] around an SFU the caller made (e.g. one whose test tap
+    /// the caller wants to observe). `config.sfu` is ignored.
+    pub async fn bind_with_sfu(config: Config, sfu: sfu::Sfu) -> Result<Server, ServerError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr()?;
+        if !config.web_dir.join("index.html").is_file() {
+            tracing::warn!(
+                web_dir = %config.web_dir.display(),
+                "no index.html in the web directory; pages will 404"
+            );
+        }
+        Ok(Server {
+            listener,
+            local_addr,
+            state: Arc::new(AppState::new(config, sfu)),
+        })
+    }
+
+    /// The bound address (with the real port when the config said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The server's SFU (a cheap clone).
+    pub fn sfu(&self) -> sfu::Sfu {
+        self.state.sfu.clone()
+    }
+
+    /// Serves until `signal` completes (e.g. [`crate::shutdown_signal`]), then shuts
+    /// down gracefully.
+    pub async fn run(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let state = self.state;
+        let shutdown = state.shutdown.clone();
+        let app =
+            crate::web::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let graceful = {
+            let shutdown = shutdown.clone();
+            async move {
+                tokio::select! {
+                    () = signal => {}
+                    () = shutdown.triggered() => {}
+                }
+                shutdown.trigger();
+                tracing::info!("shutting down");
+            }
+        };
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(graceful)
+            .await;
+        // Whatever ended serving, make sure every connection hears about it.
+        shutdown.trigger();
+        if !shutdown.wait_for_connections(SHUTDOWN_GRACE).await {
+            tracing::warn!("some connections did not finish within {SHUTDOWN_GRACE:?}");
+        }
+        state.sfu.shutdown().await;
+        tracing::info!("stopped");
+        served.map_err(ServerError::Io)
+    }
+
+    /// Runs the server on a background task; the returned handle stops it.
+    pub fn spawn(self) -> ServerHandle {
+        let local_addr = self.local_addr;
+        let state = self.state.clone();
+        let task = tokio::spawn(self.run(std::future::pending()));
+        ServerHandle {
+            local_addr,
+            state,
+            task: Some(task),
+        }
+    }
+}
+
+/// A server running on a background task (see [`Server::spawn`]). Dropping the handle
+/// triggers shutdown without waiting for it; call [`ServerHandle::shutdown`] to wait.
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    state: Arc<AppState>,
+    task: Option<JoinHandle<Result<(), ServerError>>>,
+}
+
+impl ServerHandle {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://<addr>` (no trailing slash), for HTTP requests.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// `ws://<addr>/ws`, the signaling endpoint.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.local_addr)
+    }
+
+    /// The server's SFU (a cheap clone).
+    pub fn sfu(&self) -> sfu::Sfu {
+        self.state.sfu.clone()
+    }
+
+    /// `(rooms, participants)` in the signaling registry right now.
+    pub fn counts(&self) -> (usize, usize) {
+        self.state.registry.counts()
+    }
+
+    /// Open WebSocket connections right now.
+    pub fn open_connections(&self) -> u64 {
+        self.state.metrics.open_connections()
+    }
+
+    /// Shuts the server down gracefully and waits until it has stopped.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        self.state.shutdown.trigger();
+        match self.task.take() {
+            Some(task) => task.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.state.shutdown.trigger();
+    }
+}
