@@ -1,0 +1,95 @@
+// Starts the real `sealed` server for a test and stops it afterwards.
+
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root (tests/browser/lib → ../../..). */
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+/** Where tests leave screenshots and logs (gitignored). */
+export const ARTIFACTS = join(REPO_ROOT, 'tests/browser/artifacts');
+
+/** The server binary: `SEALED_BIN`, or the debug build that `cargo xtask test` makes. */
+export function sealedBinary() {
+  return process.env.SEALED_BIN ?? join(REPO_ROOT, 'target/debug/sealed');
+}
+
+/** A TCP port nobody listens on right now. */
+function freeTcpPort() {
+  return new Promise((resolvePort, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** A block of UDP ports for the SFU, spread so consecutive tests do not collide. */
+function udpRange(size = 40) {
+  const base = 42000 + Math.floor(Math.random() * 150) * size;
+  return [base, base + size - 1];
+}
+
+async function waitHealthy(url, child, logs, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) {
+      throw new Error(`sealed exited with ${child.exitCode} before it was healthy:\n${logs.join('')}`);
+    }
+    try {
+      const response = await fetch(`${url}/healthz`);
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`sealed did not answer /healthz within ${timeoutMs} ms:\n${logs.join('')}`);
+}
+
+/**
+ * Starts `sealed serve` on a free port and registers its shutdown with `t.after`.
+ * Returns `{ url, port, udpPorts, logs, stop }` (`stop()` may be called early).
+ */
+export async function startServer(t, { name = 'server', port: fixedPort = null } = {}) {
+  const binary = sealedBinary();
+  if (!existsSync(binary)) {
+    throw new Error(`${binary} does not exist: build it first (cargo build -p signaling --bin sealed) or set SEALED_BIN`);
+  }
+  if (!existsSync(join(REPO_ROOT, 'web/pkg/client_wasm.js'))) {
+    throw new Error('web/pkg/client_wasm.js does not exist: build it first (cargo xtask build-web)');
+  }
+  const port = fixedPort ?? (await freeTcpPort());
+  const [udpLow, udpHigh] = udpRange();
+  const logs = [];
+  const child = spawn(
+    binary,
+    ['serve', '--listen', `127.0.0.1:${port}`, '--udp-ports', `${udpLow}-${udpHigh}`],
+    {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info', NO_COLOR: '1' },
+    },
+  );
+  child.stdout.on('data', (chunk) => logs.push(chunk.toString()));
+  child.stderr.on('data', (chunk) => logs.push(chunk.toString()));
+  const stop = async () => {
+    if (child.exitCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(timer);
+    }
+    mkdirSync(ARTIFACTS, { recursive: true });
+    writeFileSync(join(ARTIFACTS, `${name}.log`), logs.join(''));
+  };
+  t.after(stop);
+  const url = `http://127.0.0.1:${port}`;
+  await waitHealthy(url, child, logs, 20000);
+  return { url, port, udpPorts: [udpLow, udpHigh], logs, stop };
+}

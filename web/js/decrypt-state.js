@@ -1,0 +1,102 @@
+// Per-participant decryption bookkeeping, kept by the worker.
+//
+// Each remote participant's frames either decrypt or are dropped; from the
+// recent history we derive the state shown on their tile:
+// - 'no_media': nothing received yet,
+// - 'decrypting': a frame decrypted recently,
+// - 'waiting_for_key': frames arrive but we hold no key for them (yet),
+// - 'failing': frames keep failing (bad tag, or no key for too long).
+
+/** How recent a good frame must be for the participant to count as decrypting. */
+export const DECRYPTING_WINDOW_MS = 2000;
+
+/** How long we wait for a key before calling the participant 'failing'. */
+export const KEY_WAIT_LIMIT_MS = 4000;
+
+/** The reasons a received frame is dropped, as the worker classifies them. */
+export const DropReason = Object.freeze({
+  NO_KEY: 'no_key',
+  AUTH: 'auth',
+  /** A copy of a frame already decrypted (browsers occasionally hand one over twice). */
+  REPLAY: 'replay',
+  OTHER: 'other',
+});
+
+function emptyKindCounters() {
+  return { decrypted: 0, dropped: 0 };
+}
+
+/** Decryption counters and state of one remote participant. */
+export class ParticipantDecryptState {
+  constructor() {
+    this.audio = emptyKindCounters();
+    this.video = emptyKindCounters();
+    this.droppedByReason = { no_key: 0, auth: 0, replay: 0, other: 0 };
+    this.lastOkAt = null;
+    this.lastDropAt = null;
+    /** Start of the current run of drops with no good frame in between. */
+    this.dropStreakSince = null;
+    this.dropStreakAuthFailures = 0;
+  }
+
+  /** Records a frame that decrypted. */
+  recordOk(kind, now) {
+    this.#kind(kind).decrypted += 1;
+    this.lastOkAt = now;
+    this.dropStreakSince = null;
+    this.dropStreakAuthFailures = 0;
+  }
+
+  /**
+   * Records a dropped frame and why. A replay is counted apart: its original
+   * was decrypted, so nothing was lost and the state does not change.
+   */
+  recordDrop(kind, reason, now) {
+    this.droppedByReason[reason] = (this.droppedByReason[reason] ?? 0) + 1;
+    if (reason === DropReason.REPLAY) return;
+    this.#kind(kind).dropped += 1;
+    this.lastDropAt = now;
+    this.dropStreakSince ??= now;
+    if (reason === DropReason.AUTH) this.dropStreakAuthFailures += 1;
+  }
+
+  /** The state shown to the person at time `now`. */
+  state(now) {
+    if (this.lastOkAt === null && this.lastDropAt === null) return 'no_media';
+    const okRecently = this.lastOkAt !== null && now - this.lastOkAt <= DECRYPTING_WINDOW_MS;
+    if (this.dropStreakSince === null || okRecently) return 'decrypting';
+    if (this.dropStreakAuthFailures > 0) return 'failing';
+    if (now - this.dropStreakSince > KEY_WAIT_LIMIT_MS) return 'failing';
+    return 'waiting_for_key';
+  }
+
+  /** A plain snapshot for the page. */
+  snapshot(now) {
+    return {
+      state: this.state(now),
+      audio: { ...this.audio },
+      video: { ...this.video },
+      droppedByReason: { ...this.droppedByReason },
+    };
+  }
+
+  #kind(kind) {
+    return kind === 'audio' ? this.audio : this.video;
+  }
+}
+
+/**
+ * Classifies a drop by comparing the engine's `dropped_*` counters taken
+ * before and after the failed `decrypt` call: whichever moved names the
+ * reason (`dropped_unknown_kid` → no key, `dropped_auth` → authentication).
+ */
+export function classifyDrop(before, after) {
+  const moved = Object.keys(after).filter(
+    (key) => key.startsWith('dropped') && typeof after[key] === 'number' && after[key] !== (before?.[key] ?? 0),
+  );
+  const name = moved.join(' ').toLowerCase();
+  if (/(auth|tag|integrity|decrypt_fail|invalid_ciphertext)/.test(name)) return DropReason.AUTH;
+  if (/(unknown|no_key|missing|kid|epoch)/.test(name)) return DropReason.NO_KEY;
+  if (/replay/.test(name)) return DropReason.REPLAY;
+  return DropReason.OTHER;
+}
