@@ -10,14 +10,20 @@
 //! * Ids are taken from the counter under the same lock as the insertion, so within a
 //!   room a higher id always means a later join (the E2EE leader is the lowest id).
 //!
-//! **Participant ids** come from one server-wide counter starting at 1. That makes
-//! them unique within every room, never reused for the life of the process (also
-//! across a room that empties and is re-created), and increasing in join order — the
-//! properties the E2EE layer needs for SFrame sender ids. The price is that ids leak
-//! roughly how many joins the server has seen, which the operator knows anyway.
+//! **Participant ids** come from a counter per room starting at 1: unique within the
+//! room, never reused while it exists, increasing in join order — the properties the
+//! E2EE layer needs for SFrame sender ids. Small ids also keep frames small: the
+//! SFrame KID is `id << 8 | epoch`, so ids below 256 keep the KID at two bytes and the
+//! per-frame overhead within 22 bytes; a server-wide counter would pass 255 after a
+//! few hundred joins anywhere on the server. When a room empties, its counter is
+//! remembered for [`RETIRE_FOR`], so a participant re-creating it at once cannot get
+//! an id the SFU may still be tearing down. After that the room starts again at 1,
+//! which is safe for E2EE because every epoch secret is fresh and random: a sender id
+//! met again never meets its old keys.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 
@@ -37,9 +43,13 @@ pub(crate) struct Registry {
 #[derive(Debug)]
 struct Inner {
     rooms: HashMap<String, Room>,
-    next_id: ParticipantId,
+    /// Next ids of rooms that emptied recently, and when they emptied.
+    retired: HashMap<String, (ParticipantId, Instant)>,
     participants: usize,
 }
+
+/// How long an emptied room's id counter is remembered.
+pub(crate) const RETIRE_FOR: Duration = Duration::from_secs(60);
 
 impl Registry {
     /// An empty registry with the given limits.
@@ -49,7 +59,7 @@ impl Registry {
             max_participants,
             inner: Mutex::new(Inner {
                 rooms: HashMap::new(),
-                next_id: 1,
+                retired: HashMap::new(),
                 participants: 0,
             }),
         }
@@ -91,9 +101,17 @@ impl Registry {
             _ => {}
         }
 
-        let id = inner.next_id;
-        inner.next_id += 1;
-        let entry = inner.rooms.entry(room.to_owned()).or_default();
+        if !inner.rooms.contains_key(room) {
+            let next_id = match inner.retired.remove(room) {
+                Some((next_id, _)) => next_id,
+                None => 1,
+            };
+            inner.rooms.insert(room.to_owned(), Room::new(next_id));
+        }
+        let Some(entry) = inner.rooms.get_mut(room) else {
+            return Err(ProtocolError::new(ErrorCode::Internal, "room vanished"));
+        };
+        let id = entry.take_id();
         let info = ParticipantInfo {
             id,
             name: name.to_owned(),
@@ -126,7 +144,9 @@ impl Registry {
         }
         entry.broadcast(id, &text(&ServerMessage::ParticipantLeft { id }));
         if entry.is_empty() {
+            let next_id = entry.next_id();
             inner.rooms.remove(room);
+            inner.retire(room, next_id);
         }
         inner.participants -= 1;
         true
@@ -181,6 +201,23 @@ impl Registry {
             .get(room)
             .map(Room::roster)
             .unwrap_or_default()
+    }
+}
+
+impl Inner {
+    /// Remembers an emptied room's counter, forgetting counters older than
+    /// [`RETIRE_FOR`]; bounded so that a flood of short-lived rooms cannot grow it
+    /// without limit (a forgotten counter only means the room starts again at 1).
+    fn retire(&mut self, room: &str, next_id: ParticipantId) {
+        const MAX_RETIRED: usize = 10_000;
+        let now = Instant::now();
+        if self.retired.len() >= MAX_RETIRED {
+            self.retired
+                .retain(|_, (_, at)| now.duration_since(*at) < RETIRE_FOR);
+        }
+        if self.retired.len() < MAX_RETIRED {
+            self.retired.insert(room.to_owned(), (next_id, now));
+        }
     }
 }
 
@@ -251,14 +288,20 @@ mod tests {
     }
 
     #[test]
-    fn ids_increase_across_rooms_and_are_never_reused() {
+    fn ids_count_per_room_in_join_order_and_are_not_reused_when_a_room_refills() {
         let reg = Registry::new(10, 10);
         let id1 = reg.join("r", "A", "pk", member().0).unwrap();
-        assert!(reg.leave("r", id1));
-        assert_eq!(reg.counts(), (0, 0), "empty room is dropped");
-        let id2 = reg.join("r", "A", "pk", member().0).unwrap();
-        let id3 = reg.join("s", "B", "pk", member().0).unwrap();
-        assert!(id1 < id2 && id2 < id3);
+        let id2 = reg.join("r", "B", "pk", member().0).unwrap();
+        let other = reg.join("s", "C", "pk", member().0).unwrap();
+        assert_eq!(
+            (id1, id2, other),
+            (1, 2, 1),
+            "small per-room ids keep KIDs short"
+        );
+        assert!(reg.leave("r", id1) && reg.leave("r", id2));
+        assert_eq!(reg.counts(), (1, 1), "empty room is dropped");
+        let id3 = reg.join("r", "A", "pk", member().0).unwrap();
+        assert_eq!(id3, 3, "a refilled room continues its counter");
     }
 
     #[test]
@@ -297,11 +340,11 @@ mod tests {
         assert_eq!(reg.counts(), (2, 4));
         // A refused join consumed no id: the next one follows the last success.
         let (g, mut g_rx) = member();
-        reg.leave("s", 4);
-        assert_eq!(reg.join("s", "G", "pk", g).unwrap(), 5);
+        assert!(reg.leave("r", 2));
+        assert_eq!(reg.join("r", "G", "pk", g).unwrap(), 3);
         assert!(matches!(
             drain(&mut g_rx).first(),
-            Some(ServerMessage::Welcome { id: 5, .. })
+            Some(ServerMessage::Welcome { id: 3, .. })
         ));
     }
 

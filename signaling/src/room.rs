@@ -22,13 +22,34 @@ pub(crate) struct Member {
     pub outbox: Outbox,
 }
 
-/// The participants of one room, by ascending id.
-#[derive(Debug, Default)]
+/// The participants of one room, by ascending id, and its id counter.
+#[derive(Debug)]
 pub(crate) struct Room {
     members: BTreeMap<ParticipantId, Member>,
+    next_id: ParticipantId,
 }
 
 impl Room {
+    /// An empty room whose next participant gets `next_id`.
+    pub fn new(next_id: ParticipantId) -> Self {
+        Room {
+            members: BTreeMap::new(),
+            next_id,
+        }
+    }
+
+    /// Hands out the next participant id.
+    pub fn take_id(&mut self) -> ParticipantId {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// The id the next participant would get.
+    pub fn next_id(&self) -> ParticipantId {
+        self.next_id
+    }
+
     /// Number of participants.
     pub fn len(&self) -> usize {
         self.members.len()
