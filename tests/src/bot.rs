@@ -1,0 +1,769 @@
+//! A native E2EE participant that takes part in the key exchange like a browser.
+//!
+//! The bot feeds the engine ([`client_wasm::Session`]) with the roster, relays its key
+//! messages through signaling, ticks it every 20 ms, encrypts every encoded frame it sends
+//! (whole frame, then packetized: Opus one frame per packet, VP8 split with the payload
+//! descriptor) and decrypts every frame it receives. Audio is real Opus (a tone or given
+//! samples); video is synthetic VP8-shaped frames ([`crate::media`]).
+//!
+//! The engine's `Session` is not `Send`, so each bot runs on a thread of its own with a
+//! single-threaded runtime; [`BotHandle`] talks to it through a channel.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use client_wasm::{Codec, Counters, FrameError, Identity, Session, SessionConfig, SessionEvent};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::media::{
+    BodyInfo, FrameAssembler, check_body, synthetic_vp8_frame, tone, vp8_body, vp8_packetize,
+};
+use crate::participant::{Event, JoinOptions, Participant};
+use crate::protocol::{MediaKind, ServerMessage, decode_b64, encode_b64};
+use crate::rtc::{LocalTrack, ReceivedRtp};
+
+/// Samples per 20 ms Opus frame at 48 kHz.
+pub const FRAME_SAMPLES: usize = 960;
+/// Audio sample rate.
+pub const SAMPLE_RATE: u32 = 48_000;
+
+/// What the bot sends as audio.
+#[derive(Clone, Debug)]
+pub enum AudioSource {
+    /// A sine tone at this frequency (Hz).
+    Tone(f32),
+    /// 48 kHz mono samples, looped.
+    Samples(Arc<Vec<i16>>),
+}
+
+/// How a bot behaves.
+#[derive(Clone, Debug)]
+pub struct BotConfig {
+    /// `ws://host:port/ws`.
+    pub url: String,
+    /// Room.
+    pub room: String,
+    /// Display name.
+    pub name: String,
+    /// The meeting secret from the link fragment (`None`: no keys can be derived).
+    pub secret: Option<[u8; 32]>,
+    /// Audio to publish, if any.
+    pub audio: Option<AudioSource>,
+    /// Publish synthetic VP8 video at 30 frames/s.
+    pub video: bool,
+    /// A keyframe every this many video frames (and on every keyframe request).
+    pub keyframe_every: u64,
+    /// Opus-decode received audio and keep the PCM per sender.
+    pub decode_audio: bool,
+    /// Keep every encrypted frame received (before decryption) for later analysis.
+    pub capture: bool,
+    /// Keep the plaintext of every audio frame sent (for ciphertext checks).
+    pub keep_plaintext: bool,
+}
+
+impl BotConfig {
+    /// A bot sending a tone and video, decoding audio, capturing nothing.
+    pub fn new(url: &str, room: &str, name: &str, secret: Option<[u8; 32]>) -> BotConfig {
+        BotConfig {
+            url: url.to_owned(),
+            room: room.to_owned(),
+            name: name.to_owned(),
+            secret,
+            audio: Some(AudioSource::Tone(440.0)),
+            video: true,
+            keyframe_every: 60,
+            decode_audio: true,
+            capture: false,
+            keep_plaintext: false,
+        }
+    }
+}
+
+/// An encrypted frame as a receiver got it, before decryption.
+#[derive(Clone, Debug)]
+pub struct CapturedFrame {
+    /// Who sent it.
+    pub publisher: u64,
+    /// Audio (Opus) or video (VP8).
+    pub kind: MediaKind,
+    /// The encrypted frame (clear prefix ‖ SFrame header ‖ ciphertext ‖ tag).
+    pub data: Vec<u8>,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+impl CapturedFrame {
+    /// The codec the engine needs for this frame.
+    pub fn codec(&self) -> Codec {
+        match self.kind {
+            MediaKind::Audio => Codec::Opus,
+            MediaKind::Video => Codec::Vp8,
+        }
+    }
+
+    /// The SFrame key id in its header (`sender_id << 8 | epoch mod 256`).
+    pub fn kid(&self) -> Option<u64> {
+        sframe_kid(self.codec().prefix_len(&self.data), &self.data)
+    }
+}
+
+/// Reads the KID of an SFrame header (RFC 9605 §4.3) that starts at `offset`.
+pub fn sframe_kid(offset: usize, frame: &[u8]) -> Option<u64> {
+    let b = *frame.get(offset)?;
+    let k = u64::from((b >> 4) & 0x07);
+    if b & 0x80 == 0 {
+        return Some(k);
+    }
+    let n = k as usize + 1;
+    let bytes = frame.get(offset + 1..offset + 1 + n)?;
+    Some(bytes.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
+}
+
+/// What one bot saw from one other sender.
+#[derive(Clone, Debug, Default)]
+pub struct SenderStats {
+    /// Audio frames decrypted.
+    pub audio_frames: u64,
+    /// Video frames decrypted whose synthetic body checked out.
+    pub video_ok: u64,
+    /// Video frames decrypted whose body did not check out.
+    pub video_bad: u64,
+    /// Frames that failed to decrypt.
+    pub failed: u64,
+    /// Decoded audio (48 kHz mono), if decoding is on.
+    pub pcm: Vec<i16>,
+}
+
+/// Everything a bot observed.
+#[derive(Clone, Debug, Default)]
+pub struct BotReport {
+    /// Our id.
+    pub id: u64,
+    /// Audio frames encrypted and sent.
+    pub audio_sent: u64,
+    /// Video frames encrypted and sent.
+    pub video_sent: u64,
+    /// Frames not sent because no sending key was there yet.
+    pub not_sent_no_key: u64,
+    /// Frames received (audio packets + reassembled video frames).
+    pub frames_received: u64,
+    /// Video frames lost in transport (missing packet).
+    pub video_incomplete: u64,
+    /// Decryption failures by reason.
+    pub drops: BTreeMap<String, u64>,
+    /// Engine counters.
+    pub counters: Counters,
+    /// (when, epoch) each time our sending epoch changed.
+    pub epoch_changes: Vec<(Instant, u64)>,
+    /// (when, epoch) each time an epoch key was installed for receiving.
+    pub keys_installed: Vec<(Instant, u64)>,
+    /// (when, id) of every `participant_left` seen.
+    pub left: Vec<(Instant, u64)>,
+    /// (when, id) of every `participant_joined` seen.
+    pub joined: Vec<(Instant, u64)>,
+    /// The engine said it has no meeting secret.
+    pub keys_unavailable: bool,
+    /// Per other sender.
+    pub senders: BTreeMap<u64, SenderStats>,
+    /// Safety number at report time.
+    pub safety_number: String,
+    /// Current sending epoch.
+    pub epoch: Option<u64>,
+    /// base64url of every E2EE payload sent or received (to check logs for them).
+    pub e2ee_payloads: Vec<String>,
+    /// Encrypted frames received (if capturing).
+    pub captured: Vec<CapturedFrame>,
+    /// Plaintext audio frames sent (if kept).
+    pub plaintext_audio: Vec<Vec<u8>>,
+}
+
+impl BotReport {
+    /// Frames decrypted from anyone.
+    pub fn decrypted(&self) -> u64 {
+        self.counters.frames_decrypted
+    }
+
+    /// A human summary, one line per fact.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let decrypted = self.decrypted();
+        s.push_str(&format!("participant id: {}\n", self.id));
+        s.push_str(&format!("safety number: {}\n", self.safety_number));
+        s.push_str(&format!(
+            "sent: {} audio frames, {} video frames ({} held back: no key yet)\n",
+            self.audio_sent, self.video_sent, self.not_sent_no_key
+        ));
+        s.push_str(&format!(
+            "received: {} frames, decrypted {decrypted}, video lost in transport {}\n",
+            self.frames_received, self.video_incomplete
+        ));
+        if self.drops.is_empty() {
+            s.push_str("dropped: none\n");
+        } else {
+            let d: Vec<String> = self.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            s.push_str(&format!("dropped: {}\n", d.join(", ")));
+        }
+        let epochs: Vec<String> = self
+            .epoch_changes
+            .iter()
+            .map(|(_, e)| e.to_string())
+            .collect();
+        s.push_str(&format!(
+            "sending epochs: [{}] (now {:?})\n",
+            epochs.join(", "),
+            self.epoch
+        ));
+        for (id, st) in &self.senders {
+            s.push_str(&format!(
+                "from {id}: {} audio frames, {} video frames ok, {} bad, {} failed\n",
+                st.audio_frames, st.video_ok, st.video_bad, st.failed
+            ));
+        }
+        if self.keys_unavailable {
+            s.push_str(
+                "WARNING: no meeting secret: this bot can derive no key and decrypts nothing\n",
+            );
+        } else if self.frames_received > 0 && decrypted == 0 {
+            s.push_str(&format!(
+                "WARNING: decrypted 0 of {} frames (key messages failing authentication: {}); wrong meeting secret?\n",
+                self.frames_received, self.counters.messages_auth_failed
+            ));
+        }
+        s
+    }
+}
+
+/// Why a bot could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BotError {
+    /// Joining failed.
+    #[error("cannot join: {0}")]
+    Join(String),
+    /// The bot's thread ended.
+    #[error("bot stopped")]
+    Stopped,
+}
+
+enum Cmd {
+    Report(oneshot::Sender<BotReport>),
+    Leave(oneshot::Sender<()>),
+    TryDecrypt(Vec<CapturedFrame>, oneshot::Sender<Vec<bool>>),
+    Stop(oneshot::Sender<BotReport>),
+}
+
+/// A running bot.
+pub struct BotHandle {
+    /// Our participant id.
+    pub id: u64,
+    cmd: mpsc::UnboundedSender<Cmd>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BotHandle {
+    /// Starts a bot on its own thread and waits until it joined and published.
+    pub async fn spawn(cfg: BotConfig) -> Result<BotHandle, BotError> {
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("bot-{}", cfg.name))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&rt, run(cfg, cmd_rx, ready_tx));
+            })
+            .map_err(|e| BotError::Join(e.to_string()))?;
+        match ready_rx.await {
+            Ok(Ok(id)) => Ok(BotHandle {
+                id,
+                cmd: cmd_tx,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(BotError::Join(e))
+            }
+            Err(_) => Err(BotError::Stopped),
+        }
+    }
+
+    /// A snapshot of what the bot observed so far.
+    pub async fn report(&self) -> Result<BotReport, BotError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Report(tx))
+            .map_err(|_| BotError::Stopped)?;
+        rx.await.map_err(|_| BotError::Stopped)
+    }
+
+    /// Leaves the meeting but keeps the engine (and its keys) for [`BotHandle::try_decrypt`].
+    pub async fn leave(&self) -> Result<(), BotError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Leave(tx))
+            .map_err(|_| BotError::Stopped)?;
+        rx.await.map_err(|_| BotError::Stopped)
+    }
+
+    /// Tries to decrypt frames someone else captured, with every key this bot holds.
+    pub async fn try_decrypt(&self, frames: Vec<CapturedFrame>) -> Result<Vec<bool>, BotError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::TryDecrypt(frames, tx))
+            .map_err(|_| BotError::Stopped)?;
+        rx.await.map_err(|_| BotError::Stopped)
+    }
+
+    /// Stops the bot (leaving if still joined) and returns its final report.
+    pub async fn stop(mut self) -> Result<BotReport, BotError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Stop(tx))
+            .map_err(|_| BotError::Stopped)?;
+        let report = rx.await.map_err(|_| BotError::Stopped)?;
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        Ok(report)
+    }
+}
+
+fn drop_reason(e: &FrameError) -> String {
+    match e {
+        FrameError::UnknownKeyId(_) => "unknown_kid".into(),
+        FrameError::Authentication => "authentication".into(),
+        FrameError::NoSendingKey => "no_key".into(),
+        other => {
+            let d = format!("{other:?}");
+            d.split(|c: char| !c.is_alphanumeric())
+                .next()
+                .unwrap_or("other")
+                .to_lowercase()
+        }
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// The bot's state inside its thread.
+struct Bot {
+    cfg: BotConfig,
+    session: Session,
+    start: Instant,
+    report: BotReport,
+    audio_track: Option<LocalTrack>,
+    video_track: Option<LocalTrack>,
+    encoder: Option<opus::Encoder>,
+    decoders: HashMap<u64, opus::Decoder>,
+    assemblers: HashMap<(u64, String), FrameAssembler>,
+    /// Video track ids of each publisher (for keyframe requests).
+    video_tracks: HashMap<u64, Vec<String>>,
+    audio_n: u64,
+    video_n: u64,
+    keyframe_requests_seen: u64,
+    keyframe_due: bool,
+    /// Keyframe requests to send (publisher, video track id).
+    keyframe_asks: Vec<(u64, String)>,
+}
+
+impl Bot {
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64 + 1
+    }
+
+    fn flush(&mut self, p: &Participant) {
+        while let Some(out) = self.session.poll_outgoing() {
+            self.report.e2ee_payloads.push(encode_b64(&out.payload));
+            p.send_e2ee(out.to, &out.payload);
+        }
+        while let Some(ev) = self.session.poll_event() {
+            match ev {
+                SessionEvent::EpochChanged { epoch } => {
+                    self.report.epoch_changes.push((Instant::now(), epoch))
+                }
+                SessionEvent::KeyInstalled { epoch, .. } => {
+                    self.report.keys_installed.push((Instant::now(), epoch))
+                }
+                SessionEvent::KeysUnavailable => self.report.keys_unavailable = true,
+                SessionEvent::KeyframeNeeded { senders } => {
+                    for s in senders {
+                        for t in self.video_tracks.get(&s).cloned().unwrap_or_default() {
+                            self.keyframe_asks.push((s, t));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn on_event(&mut self, p: &Participant, e: Event) {
+        let now = self.now_ms();
+        match e {
+            Event::Server(ServerMessage::ParticipantJoined { participant }) => {
+                self.report.joined.push((Instant::now(), participant.id));
+                if let Some(pk) = participant.public_key_bytes() {
+                    let _ = self.session.member_joined(now, participant.id, &pk);
+                }
+            }
+            Event::Server(ServerMessage::ParticipantLeft { id }) => {
+                self.report.left.push((Instant::now(), id));
+                self.session.member_left(now, id);
+                self.video_tracks.remove(&id);
+            }
+            Event::Server(ServerMessage::E2ee { from, payload }) => {
+                if let Some(bytes) = decode_b64(&payload) {
+                    self.session.receive(now, from, &bytes);
+                }
+                self.report.e2ee_payloads.push(payload);
+            }
+            Event::Server(ServerMessage::TrackPublished {
+                participant,
+                track_id,
+                kind: MediaKind::Video,
+            }) => self
+                .video_tracks
+                .entry(participant)
+                .or_default()
+                .push(track_id),
+            Event::Server(ServerMessage::TrackUnpublished {
+                participant,
+                track_id,
+            }) => {
+                if let Some(v) = self.video_tracks.get_mut(&participant) {
+                    v.retain(|t| *t != track_id);
+                }
+            }
+            _ => {}
+        }
+        self.flush(p);
+    }
+
+    fn on_media(&mut self, r: ReceivedRtp) {
+        let Some(publisher) = r.publisher else { return };
+        let frame = match r.kind {
+            MediaKind::Audio => Some(r.packet.payload.to_vec()),
+            MediaKind::Video => {
+                let a = self
+                    .assemblers
+                    .entry((publisher, r.track_id.clone()))
+                    .or_default();
+                let before = a.incomplete;
+                let f = a.push(
+                    r.packet.sequence_number,
+                    r.packet.timestamp,
+                    r.packet.marker,
+                    &r.packet.payload,
+                );
+                self.report.video_incomplete += a.incomplete - before;
+                f
+            }
+        };
+        let Some(frame) = frame else { return };
+        self.report.frames_received += 1;
+        if self.cfg.capture {
+            self.report.captured.push(CapturedFrame {
+                publisher,
+                kind: r.kind,
+                data: frame.clone(),
+                at: r.received_at,
+            });
+        }
+        let codec = match r.kind {
+            MediaKind::Audio => Codec::Opus,
+            MediaKind::Video => Codec::Vp8,
+        };
+        let stats = self.report.senders.entry(publisher).or_default();
+        match self.session.decrypt(codec, &frame) {
+            Ok(plain) => match r.kind {
+                MediaKind::Audio => {
+                    stats.audio_frames += 1;
+                    if self.cfg.decode_audio {
+                        let dec = self.decoders.entry(publisher).or_insert_with(|| {
+                            opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono)
+                                .expect("opus decoder")
+                        });
+                        let mut pcm = vec![0i16; FRAME_SAMPLES * 6];
+                        if let Ok(n) = dec.decode(&plain, &mut pcm, false) {
+                            stats.pcm.extend_from_slice(&pcm[..n]);
+                        }
+                    }
+                }
+                MediaKind::Video => {
+                    if vp8_body(&plain).and_then(check_body).is_some() {
+                        stats.video_ok += 1;
+                    } else {
+                        stats.video_bad += 1;
+                    }
+                }
+            },
+            Err(e) => {
+                stats.failed += 1;
+                *self.report.drops.entry(drop_reason(&e)).or_default() += 1;
+            }
+        }
+    }
+
+    async fn send_audio(&mut self) {
+        let (Some(track), Some(enc), Some(src)) = (
+            self.audio_track.clone(),
+            self.encoder.as_mut(),
+            self.cfg.audio.as_ref(),
+        ) else {
+            return;
+        };
+        let start = self.audio_n * FRAME_SAMPLES as u64;
+        let pcm = match src {
+            AudioSource::Tone(f) => tone(*f, SAMPLE_RATE, 0.3, start, FRAME_SAMPLES),
+            AudioSource::Samples(s) if !s.is_empty() => (0..FRAME_SAMPLES)
+                .map(|i| s[((start as usize) + i) % s.len()])
+                .collect(),
+            AudioSource::Samples(_) => vec![0; FRAME_SAMPLES],
+        };
+        let mut buf = [0u8; 1500];
+        let Ok(n) = enc.encode(&pcm, &mut buf) else {
+            return;
+        };
+        let plain = &buf[..n];
+        let rtp_time = (self.audio_n * FRAME_SAMPLES as u64) as u32;
+        self.audio_n += 1;
+        match self.session.encrypt(Codec::Opus, plain) {
+            Ok(ct) => {
+                if self.cfg.keep_plaintext {
+                    self.report.plaintext_audio.push(plain.to_vec());
+                }
+                if track.send(Bytes::from(ct), rtp_time, false).await.is_ok() {
+                    self.report.audio_sent += 1;
+                }
+            }
+            Err(_) => self.report.not_sent_no_key += 1,
+        }
+    }
+
+    async fn send_video(&mut self, id: u64) {
+        let Some(track) = self.video_track.clone() else {
+            return;
+        };
+        let requests = track.keyframe_requests();
+        if requests != self.keyframe_requests_seen {
+            self.keyframe_requests_seen = requests;
+            self.keyframe_due = true;
+        }
+        let key = self.keyframe_due || self.video_n.is_multiple_of(self.cfg.keyframe_every.max(1));
+        let info = BodyInfo {
+            sender: id,
+            frame_no: self.video_n,
+            sent_at_us: now_us(),
+        };
+        let frame = synthetic_vp8_frame(key, info, if key { 4000 } else { 1200 });
+        let rtp_time = (self.video_n * 3000) as u32;
+        let picture_id = self.video_n as u16;
+        self.video_n += 1;
+        match self.session.encrypt(Codec::Vp8, &frame) {
+            Ok(ct) => {
+                let packets = vp8_packetize(&ct, picture_id);
+                let last = packets.len() - 1;
+                for (i, p) in packets.into_iter().enumerate() {
+                    if track
+                        .send(Bytes::from(p), rtp_time, i == last)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                self.report.video_sent += 1;
+                if key {
+                    self.keyframe_due = false;
+                }
+            }
+            Err(_) => {
+                self.report.not_sent_no_key += 1;
+                // The first frame with a key must let receivers start decoding.
+                self.keyframe_due = true;
+            }
+        }
+    }
+
+    fn snapshot(&self) -> BotReport {
+        let mut r = self.report.clone();
+        r.counters = self.session.counters();
+        r.safety_number = self.session.safety_number();
+        r.epoch = self.session.epoch();
+        r
+    }
+
+    fn try_decrypt(&mut self, frames: &[CapturedFrame]) -> Vec<bool> {
+        frames
+            .iter()
+            .map(|f| self.session.decrypt(f.codec(), &f.data).is_ok())
+            .collect()
+    }
+}
+
+async fn run(
+    cfg: BotConfig,
+    mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    ready: oneshot::Sender<Result<u64, String>>,
+) {
+    let identity = Identity::generate();
+    let mut opts = JoinOptions::new(&cfg.url, &cfg.room, &cfg.name);
+    opts.public_key = identity.public_key().to_vec();
+    let p = match Participant::join(opts).await {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string()));
+            return;
+        }
+    };
+    let session = match Session::new(
+        &p.room,
+        p.id,
+        cfg.secret,
+        identity,
+        SessionConfig::default(),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(format!("engine: {e}")));
+            return;
+        }
+    };
+    let mut kinds = Vec::new();
+    if cfg.audio.is_some() {
+        kinds.push(MediaKind::Audio);
+    }
+    if cfg.video {
+        kinds.push(MediaKind::Video);
+    }
+    let tracks = if kinds.is_empty() {
+        Vec::new()
+    } else {
+        match p.publish(&kinds).await {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = ready.send(Err(format!("publish: {e}")));
+                return;
+            }
+        }
+    };
+    let id = p.id;
+    let mut bot = Bot {
+        encoder: cfg.audio.as_ref().and_then(|_| {
+            opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip).ok()
+        }),
+        cfg,
+        session,
+        start: Instant::now(),
+        report: BotReport {
+            id,
+            ..Default::default()
+        },
+        audio_track: tracks
+            .iter()
+            .find(|t| t.kind() == MediaKind::Audio)
+            .cloned(),
+        video_track: tracks
+            .iter()
+            .find(|t| t.kind() == MediaKind::Video)
+            .cloned(),
+        decoders: HashMap::new(),
+        assemblers: HashMap::new(),
+        video_tracks: HashMap::new(),
+        audio_n: 0,
+        video_n: 0,
+        keyframe_requests_seen: 0,
+        keyframe_due: true,
+        keyframe_asks: Vec::new(),
+    };
+    let now = bot.now_ms();
+    for m in p.roster.clone() {
+        if let Some(pk) = m.public_key_bytes() {
+            let _ = bot.session.member_joined(now, m.id, &pk);
+        }
+    }
+    bot.flush(&p);
+    let _ = ready.send(Ok(id));
+
+    let mut audio_tick = tokio::time::interval(Duration::from_millis(20));
+    let mut video_tick = tokio::time::interval(Duration::from_millis(33));
+    audio_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    video_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut joined = Some(p);
+    // While in the meeting.
+    let stop_reply = loop {
+        let Some(p) = joined.as_mut() else { break None };
+        tokio::select! {
+            cmd = cmds.recv() => match cmd {
+                None => break None,
+                Some(Cmd::Report(tx)) => { let _ = tx.send(bot.snapshot()); }
+                Some(Cmd::TryDecrypt(frames, tx)) => { let _ = tx.send(bot.try_decrypt(&frames)); }
+                Some(Cmd::Leave(tx)) => {
+                    if let Some(p) = joined.take() {
+                        p.leave().await;
+                    }
+                    let _ = tx.send(());
+                }
+                Some(Cmd::Stop(tx)) => break Some(tx),
+            },
+            _ = audio_tick.tick() => {
+                let now = bot.now_ms();
+                bot.session.tick(now);
+                bot.flush(p);
+                for (s, t) in std::mem::take(&mut bot.keyframe_asks) {
+                    // A lost request is repeated at the next miss.
+                    let _ = p.request_keyframe(s, &t).await;
+                }
+                bot.send_audio().await;
+            }
+            _ = video_tick.tick(), if bot.video_track.is_some() => bot.send_video(id).await,
+            ev = p.events.recv() => match ev {
+                Some(Event::Closed) | None => {
+                    joined = None;
+                }
+                Some(e) => bot.on_event(p, e),
+            },
+            Some(r) = p.media.recv() => bot.on_media(r),
+        }
+    };
+    // After leaving: the engine stays for try_decrypt until stopped.
+    let stop_reply = match stop_reply {
+        Some(tx) => Some(tx),
+        None => loop {
+            match cmds.recv().await {
+                None => break None,
+                Some(Cmd::Report(tx)) => {
+                    let _ = tx.send(bot.snapshot());
+                }
+                Some(Cmd::TryDecrypt(frames, tx)) => {
+                    let _ = tx.send(bot.try_decrypt(&frames));
+                }
+                Some(Cmd::Leave(tx)) => {
+                    let _ = tx.send(());
+                }
+                Some(Cmd::Stop(tx)) => break Some(tx),
+            }
+        },
+    };
+    if let Some(p) = joined.take() {
+        p.leave().await;
+    }
+    if let Some(tx) = stop_reply {
+        let _ = tx.send(bot.snapshot());
+    }
+}

@@ -1,0 +1,15 @@
+//! Sealed's native participant and test support.
+//!
+//! - [`bot`]: an E2EE participant using the engine like a browser (sealed-bot, e2e tests).
+//! - [`protocol`]: signaling protocol v1 messages, from the client's side.
+//! - [`signal`]: the `/ws` connection.
+//! - [`rtc`]: the webrtc-rs PeerConnections (the only module that touches webrtc-rs).
+//! - [`media`]: synthetic VP8 frames, VP8 RTP packetizing, tones and tone detection.
+//! - [`participant`]: a joined participant: signaling + publish and subscribe connections.
+
+pub mod bot;
+pub mod media;
+pub mod participant;
+pub mod protocol;
+pub mod rtc;
+pub mod signal;
