@@ -17,11 +17,14 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // tungstenite logs whole WebSocket frames at debug/trace, and those frames carry
+    // E2EE key messages: never let a verbose RUST_LOG print them.
+    let filter = ["tungstenite=info", "tokio_tungstenite=info"]
+        .into_iter()
+        .filter_map(|d| d.parse().ok())
+        .fold(filter, EnvFilter::add_directive);
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     let config = args.into_config()?;
     let auth = if config.auth_secret.is_some() {
         "tokens required"

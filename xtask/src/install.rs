@@ -61,7 +61,10 @@ pub fn apt_packages() -> Result<()> {
 pub fn npm_packages(dir: &Path) -> Result<()> {
     let lock = dir.join("package-lock.json");
     let modules = dir.join("node_modules");
-    let fresh = match (modified(&lock), modified(&modules.join(".package-lock.json"))) {
+    let fresh = match (
+        modified(&lock),
+        modified(&modules.join(".package-lock.json")),
+    ) {
         (Some(l), Some(m)) => m >= l,
         _ => false,
     };

@@ -44,7 +44,14 @@ pub fn build_web(root: &Path, release: bool) -> Result<()> {
     install::wasm_target()?;
     check_wasm_bindgen_version(root)?;
     let mut build = cargo(root);
-    build.args(["build", "-p", "client-wasm", "--lib", "--target", install::WASM_TARGET]);
+    build.args([
+        "build",
+        "-p",
+        "client-wasm",
+        "--lib",
+        "--target",
+        install::WASM_TARGET,
+    ]);
     if release {
         build.arg("--release");
     }
@@ -56,7 +63,11 @@ pub fn build_web(root: &Path, release: bool) -> Result<()> {
         .join(profile)
         .join("client_wasm.wasm");
     let out_dir = root.join("web").join("pkg");
-    eprintln!("xtask: wasm-bindgen {WASM_BINDGEN_VERSION} {} -> {}", input.display(), out_dir.display());
+    eprintln!(
+        "xtask: wasm-bindgen {WASM_BINDGEN_VERSION} {} -> {}",
+        input.display(),
+        out_dir.display()
+    );
     wasm_bindgen_cli_support::Bindgen::new()
         .input_path(&input)
         .out_name("client_wasm")
@@ -113,7 +124,9 @@ pub fn serve(root: &Path, args: &[String]) -> Result<()> {
     cmd.arg("serve").args(args).current_dir(root);
     // Hand the terminal to the server; its exit status becomes ours.
     eprintln!("xtask: $ {}", describe(&cmd));
-    let status = cmd.status().with_context(|| format!("starting {}", bin.display()))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {}", bin.display()))?;
     if !status.success() {
         bail!("sealed exited with {status}");
     }
@@ -163,7 +176,14 @@ pub fn test(root: &Path, opts: &TestOptions) -> Result<()> {
     }
     if opts.wants("rust") {
         run(cargo(root).args(["fmt", "--all", "--", "--check"]))?;
-        run(cargo(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+        run(cargo(root).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
         run(cargo(root).args([
             "clippy",
             "-p",
@@ -195,7 +215,10 @@ fn wasm_tests(root: &Path) -> Result<()> {
     if !dir.is_dir() {
         bail!("{} is missing", dir.display());
     }
-    run(Command::new("node").arg("--test").arg(&dir).current_dir(root))
+    run(Command::new("node")
+        .arg("--test")
+        .arg(&dir)
+        .current_dir(root))
 }
 
 /// Real Chromium and Firefox driving the real server and page.
@@ -207,7 +230,12 @@ fn browser_tests(root: &Path, opts: &TestOptions) -> Result<()> {
     if !opts.skip_install {
         install::npm_packages(&dir)?;
     }
-    if !root.join("web").join("pkg").join("client_wasm.js").is_file() {
+    if !root
+        .join("web")
+        .join("pkg")
+        .join("client_wasm.js")
+        .is_file()
+    {
         build_web(root, true)?;
     }
     run(cargo(root).args(["build", "-p", "signaling", "--bin", "sealed"]))?;
@@ -226,7 +254,10 @@ mod tests {
     fn lockfile_pins_the_wasm_bindgen_we_link() {
         let root = crate::repo_root();
         let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap();
-        assert_eq!(locked_version(&lock, "wasm-bindgen"), Some(WASM_BINDGEN_VERSION));
+        assert_eq!(
+            locked_version(&lock, "wasm-bindgen"),
+            Some(WASM_BINDGEN_VERSION)
+        );
     }
 
     #[test]
