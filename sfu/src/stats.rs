@@ -15,7 +15,8 @@ pub struct SfuStats {
     pub forwarded_packets: u64,
     /// RTP payload bytes handed to subscribers' connections.
     pub forwarded_bytes: u64,
-    /// Packets dropped: a full subscriber queue, a write the stack refused, garbage RTP.
+    /// Packets dropped: a full subscriber queue, a packet that waited in it too long (see
+    /// `down_track`), a write the stack refused, garbage RTP.
     pub dropped_packets: u64,
     /// Keyframe requests (PLI) sent to publishers, after rate limiting.
     pub keyframe_requests: u64,
