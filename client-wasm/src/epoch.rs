@@ -145,6 +145,10 @@ pub struct MessageCounters {
     pub resends: u64,
 }
 
+/// The meeting secret and the pairwise key with each member (test-only export).
+#[cfg(feature = "test-export")]
+pub(crate) type ExportedKeys = (Option<[u8; 32]>, Vec<(u64, [u8; 32])>);
+
 /// Instructions for the frame layer.
 #[derive(Debug)]
 pub(crate) enum KeyAction {
@@ -263,6 +267,18 @@ impl EpochManager {
 
     pub(crate) fn own_id(&self) -> u64 {
         self.own_id
+    }
+
+    /// The meeting secret and every pairwise key (test-only export).
+    #[cfg(feature = "test-export")]
+    pub(crate) fn export_secrets(&self) -> ExportedKeys {
+        let meeting = self.meeting_secret.as_ref().map(|m| *m.as_bytes());
+        let pairwise = self
+            .roster
+            .iter()
+            .filter_map(|(&id, m)| m.pairwise.as_ref().map(|k| (id, *k.as_bytes())))
+            .collect();
+        (meeting, pairwise)
     }
 
     pub(crate) fn has_meeting_secret(&self) -> bool {

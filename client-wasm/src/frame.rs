@@ -137,6 +137,15 @@ impl FrameCrypto {
         self.replay.retain(|kid| kid & 0xff != residue);
     }
 
+    /// Every installed epoch's secret and roster (test-only export).
+    #[cfg(feature = "test-export")]
+    pub(crate) fn export_epochs(&self) -> Vec<(u64, [u8; 32], Vec<u64>)> {
+        self.epochs
+            .iter()
+            .map(|(&e, r)| (e, *r.secret.as_bytes(), r.members.clone()))
+            .collect()
+    }
+
     /// Epochs installed for receiving, ascending.
     pub(crate) fn installed_epochs(&self) -> impl Iterator<Item = u64> + '_ {
         self.epochs.keys().copied()

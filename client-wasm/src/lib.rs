@@ -74,6 +74,8 @@
 pub mod codec;
 pub mod epoch;
 pub mod error;
+#[cfg(feature = "test-export")]
+pub mod export;
 pub mod frame;
 pub mod identity;
 pub mod key_schedule;

@@ -5,7 +5,10 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
 /// Something that fills buffers with random bytes.
-pub trait RandomSource {
+///
+/// `Send`, so that a [`Session`](crate::Session) can move between threads (e.g. live in a
+/// tokio task).
+pub trait RandomSource: Send {
     /// Fills `buf` with random bytes.
     fn fill(&mut self, buf: &mut [u8]);
 }

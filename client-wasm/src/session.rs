@@ -244,6 +244,32 @@ impl Session {
         self.frames.installed_epochs().collect()
     }
 
+    /// **Test-only** (feature `test-export`): every secret this session holds: the meeting
+    /// secret, pairwise keys, installed epoch secrets and, for each KID of each installed
+    /// epoch's roster, the base key and the SFrame key and salt.
+    #[cfg(feature = "test-export")]
+    pub fn export_secrets_for_tests(&self) -> crate::export::ExportedSecrets {
+        let (meeting_secret, pairwise_keys) = self.epochs.export_secrets();
+        let epochs = self
+            .frames
+            .export_epochs()
+            .into_iter()
+            .map(|(epoch, secret, members)| crate::export::ExportedEpoch {
+                epoch,
+                secret,
+                senders: members
+                    .iter()
+                    .filter_map(|&m| crate::export::sender_keys(epoch, &secret, m))
+                    .collect(),
+            })
+            .collect();
+        crate::export::ExportedSecrets {
+            meeting_secret,
+            pairwise_keys,
+            epochs,
+        }
+    }
+
     /// All counters.
     pub fn counters(&self) -> Counters {
         Counters::new(&self.frames.counters, &self.epochs.counters)
@@ -274,6 +300,12 @@ impl Session {
         }
     }
 }
+
+// A session may live in a multi-threaded async task.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Session>();
+};
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -6,8 +6,7 @@
 //! descriptor) and decrypts every frame it receives. Audio is real Opus (a tone or given
 //! samples); video is synthetic VP8-shaped frames ([`crate::media`]).
 //!
-//! The engine's `Session` is not `Send`, so each bot runs on a thread of its own with a
-//! single-threaded runtime; [`BotHandle`] talks to it through a channel.
+//! Each bot is a tokio task owning its engine; [`BotHandle`] talks to it through a channel.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -38,6 +37,17 @@ pub enum AudioSource {
     Samples(Arc<Vec<i16>>),
 }
 
+/// Called with the bot's engine each time it installs a key or changes its sending epoch
+/// (tests use it to read key material through the engine's test-only export).
+#[derive(Clone)]
+pub struct SessionHook(pub Arc<dyn Fn(&Session) + Send + Sync>);
+
+impl std::fmt::Debug for SessionHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionHook")
+    }
+}
+
 /// How a bot behaves.
 #[derive(Clone, Debug)]
 pub struct BotConfig {
@@ -61,6 +71,8 @@ pub struct BotConfig {
     pub capture: bool,
     /// Keep the plaintext of every audio frame sent (for ciphertext checks).
     pub keep_plaintext: bool,
+    /// Run on every key install and sending-epoch change.
+    pub on_keys: Option<SessionHook>,
 }
 
 impl BotConfig {
@@ -77,6 +89,7 @@ impl BotConfig {
             decode_audio: true,
             capture: false,
             keep_plaintext: false,
+            on_keys: None,
         }
     }
 }
@@ -241,7 +254,7 @@ pub enum BotError {
     /// Joining failed.
     #[error("cannot join: {0}")]
     Join(String),
-    /// The bot's thread ended.
+    /// The bot's task ended.
     #[error("bot stopped")]
     Stopped,
 }
@@ -258,39 +271,23 @@ pub struct BotHandle {
     /// Our participant id.
     pub id: u64,
     cmd: mpsc::UnboundedSender<Cmd>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl BotHandle {
-    /// Starts a bot on its own thread and waits until it joined and published.
+    /// Starts a bot as a tokio task and waits until it joined and published.
     pub async fn spawn(cfg: BotConfig) -> Result<BotHandle, BotError> {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name(format!("bot-{}", cfg.name))
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                let local = tokio::task::LocalSet::new();
-                local.block_on(&rt, run(cfg, cmd_rx, ready_tx));
-            })
-            .map_err(|e| BotError::Join(e.to_string()))?;
+        let task = tokio::spawn(run(cfg, cmd_rx, ready_tx));
         match ready_rx.await {
             Ok(Ok(id)) => Ok(BotHandle {
                 id,
                 cmd: cmd_tx,
-                thread: Some(thread),
+                task: Some(task),
             }),
             Ok(Err(e)) => {
-                let _ = thread.join();
+                let _ = task.await;
                 Err(BotError::Join(e))
             }
             Err(_) => Err(BotError::Stopped),
@@ -331,8 +328,8 @@ impl BotHandle {
             .send(Cmd::Stop(tx))
             .map_err(|_| BotError::Stopped)?;
         let report = rx.await.map_err(|_| BotError::Stopped)?;
-        if let Some(t) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
         }
         Ok(report)
     }
@@ -360,7 +357,7 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// The bot's state inside its thread.
+/// The bot's state inside its task.
 struct Bot {
     cfg: BotConfig,
     session: Session,
@@ -391,7 +388,12 @@ impl Bot {
             self.report.e2ee_payloads.push(encode_b64(&out.payload));
             p.send_e2ee(out.to, &out.payload);
         }
+        let mut keys_changed = false;
         while let Some(ev) = self.session.poll_event() {
+            keys_changed |= matches!(
+                ev,
+                SessionEvent::EpochChanged { .. } | SessionEvent::KeyInstalled { .. }
+            );
             match ev {
                 SessionEvent::EpochChanged { epoch } => {
                     self.report.epoch_changes.push((Instant::now(), epoch))
@@ -409,6 +411,9 @@ impl Bot {
                 }
                 _ => {}
             }
+        }
+        if keys_changed && let Some(hook) = &self.cfg.on_keys {
+            (hook.0)(&self.session);
         }
     }
 

@@ -8,9 +8,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use aho_corasick::AhoCorasick;
 use base64::Engine as _;
+use client_wasm::Session;
 use common::TestServer;
-use tests::bot::{BotConfig, BotHandle, BotReport, CapturedFrame, sframe_kid};
+use tests::bot::{BotConfig, BotHandle, BotReport, CapturedFrame, SessionHook, sframe_kid};
 use tests::media::{PLAINTEXT_MARKER, goertzel, vp8_descriptor};
 use tests::protocol::MediaKind;
 
@@ -44,40 +46,162 @@ impl Write for LogWriter {
     }
 }
 
-/// Asserts the captured logs contain no form of `secret` and none of the E2EE payloads.
-fn assert_logs_clean(secret: &[u8; 32], reports: &[&BotReport]) {
+/// Key material the bots of one test held, collected at every key change: (what, bytes).
+type Secrets = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A bot hook that adds everything its engine holds to `secrets` (test-only key export).
+fn collect_keys(secrets: &Secrets) -> SessionHook {
+    let secrets = secrets.clone();
+    SessionHook(Arc::new(move |session: &Session| {
+        let exported = session.export_secrets_for_tests().all();
+        if let Ok(mut all) = secrets.lock() {
+            for (what, bytes) in exported {
+                if !all.iter().any(|(_, b)| *b == bytes) {
+                    all.push((what, bytes));
+                }
+            }
+        }
+    }))
+}
+
+/// What to look for in logs so that no common rendering of `bytes` goes unnoticed: hex in
+/// both cases, standard and URL-safe base64 (padded and not, and at each of the three
+/// alignments it has inside a longer blob) and Rust `Debug` (decimal and hex). Long
+/// renderings are cut to a prefix of at least 64 bits, so truncated output is caught too.
+fn renderings(bytes: &[u8]) -> Vec<(String, String)> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    const PREFIX: usize = 24;
+    let cut = |s: String| s.chars().take(PREFIX).collect::<String>();
+    let mut out = vec![
+        ("lowercase hex".to_owned(), cut(hex::encode(bytes))),
+        ("uppercase hex".to_owned(), cut(hex::encode_upper(bytes))),
+        ("base64".to_owned(), cut(STANDARD.encode(bytes))),
+        (
+            "base64 unpadded".to_owned(),
+            cut(STANDARD_NO_PAD.encode(bytes)),
+        ),
+        ("base64url".to_owned(), cut(URL_SAFE.encode(bytes))),
+        (
+            "base64url unpadded".to_owned(),
+            cut(URL_SAFE_NO_PAD.encode(bytes)),
+        ),
+    ];
+    for skip in 0..3 {
+        // Inside a longer blob only complete 4-character groups are fixed by these bytes.
+        let rest = &bytes[skip..];
+        let complete = rest.len() / 3 * 4;
+        for (name, engine) in [("base64", STANDARD), ("base64url", URL_SAFE_NO_PAD)] {
+            out.push((
+                format!("{name} inside a blob (offset {skip})"),
+                cut(engine.encode(rest)[..complete].to_owned()),
+            ));
+        }
+    }
+    // `[1, 2, ...` and `[1, 2, ...]`: the first 8 bytes, open-ended, and the whole array.
+    let head = &bytes[..bytes.len().min(8)];
+    let debug = format!("{head:?}");
+    out.push(("Debug".to_owned(), debug.trim_end_matches(']').to_owned()));
+    for (form, shown) in [
+        ("Debug hex", format!("{head:x?}")),
+        ("Debug hex, two digits", format!("{head:02x?}")),
+        ("Debug uppercase hex", format!("{head:02X?}")),
+    ] {
+        out.push((form.to_owned(), shown.trim_end_matches(']').to_owned()));
+    }
+    out.push(("Debug (whole)".to_owned(), format!("{bytes:?}")));
+    out
+}
+
+/// The first rendering of any secret found in `text`: (what, form, context).
+fn find_secret(text: &str, secrets: &[(String, Vec<u8>)]) -> Option<(String, String, String)> {
+    let mut labels = Vec::new();
+    let mut probes = Vec::new();
+    for (what, bytes) in secrets {
+        for (form, probe) in renderings(bytes) {
+            labels.push((what.clone(), form));
+            probes.push(probe);
+        }
+    }
+    let ac = AhoCorasick::new(&probes).expect("probes build");
+    let m = ac.find(text)?;
+    let (what, form) = labels[m.pattern().as_usize()].clone();
+    let from = text[..m.start()].rfind('\n').map_or(0, |i| i + 1);
+    let to = text[m.end()..]
+        .find('\n')
+        .map_or(text.len(), |i| m.end() + i);
+    Some((what, form, text[from..to].to_owned()))
+}
+
+/// The search finds every rendering, so the log test can fail.
+#[test]
+fn the_log_search_finds_every_rendering_of_a_secret() {
+    let secret: Vec<u8> = (1..=32).map(|i| i * 7).collect();
+    let salt: Vec<u8> = (1..=12).map(|i| i * 11).collect();
+    for bytes in [&secret, &salt] {
+        let secrets = [("x".to_owned(), bytes.clone())];
+        let b = &bytes[..];
+        let mut shown = vec![
+            hex::encode(b),
+            hex::encode_upper(b),
+            format!("{b:?}"),
+            format!("{b:x?}"),
+            format!("{b:02x?}"),
+            format!("{b:02X?}"),
+        ];
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
+        for e in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
+            shown.push(e.encode(b));
+            for pre in 1..3 {
+                // Embedded in a longer blob at every alignment.
+                let mut blob = vec![0xee; pre];
+                blob.extend_from_slice(b);
+                blob.push(0xff);
+                shown.push(e.encode(&blob));
+            }
+        }
+        for s in shown {
+            let line = format!("2026 TRACE signaling::x: message payload={s} more");
+            assert!(find_secret(&line, &secrets).is_some(), "missed {s}");
+        }
+        assert!(find_secret("TRACE signaling::x: message", &secrets).is_none());
+    }
+}
+
+/// Asserts that the captured trace-level logs (server and bots alike) hold no rendering of
+/// the meeting secret or any key material the bots held, and no E2EE payload.
+fn assert_logs_clean(meeting_secret: &[u8; 32], secrets: &Secrets, reports: &[&BotReport]) {
     let logs = log_buffer();
     let text = String::from_utf8_lossy(&logs.lock().expect("log buffer")).into_owned();
-    assert!(
-        text.len() > 1000,
-        "trace logs were captured ({} bytes)",
-        text.len()
-    );
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let forms = [
-        hex::encode(secret),
-        hex::encode_upper(secret),
-        b64.encode(secret),
-        b64url.encode(secret),
-        format!("{secret:?}"),
-    ];
-    for f in &forms {
-        // A prefix is enough to catch truncated or split renderings.
-        let probe = &f[..f.len().min(24)];
-        assert!(
-            !text.contains(probe),
-            "meeting secret found in logs ({probe})"
-        );
-    }
-    // Our server code must not log E2EE payloads either (they are wrapped key material).
-    // Lines of other crates are left out: tungstenite's own trace output (client and
-    // server side alike) prints whole frames.
+    // Our server code's lines; tungstenite's own trace output prints whole frames.
     let ours: Vec<&str> = text
         .lines()
         .filter(|l| l.contains(" signaling") || l.contains(" sfu"))
         .collect();
     assert!(!ours.is_empty(), "no server log lines captured");
+    assert!(
+        ours.iter().any(|l| l.contains(" TRACE ")),
+        "the server's trace-level events were not captured"
+    );
+    let mut all = secrets.lock().expect("secrets").clone();
+    all.push(("meeting secret".to_owned(), meeting_secret.to_vec()));
+    let kinds = |label: &str| all.iter().filter(|(w, _)| w.contains(label)).count();
+    eprintln!(
+        "log check: {} bytes of logs; {} secrets ({} epoch secrets, {} base keys, {} SFrame keys, {} salts, {} pairwise keys)",
+        text.len(),
+        all.len(),
+        kinds(" secret") - kinds("meeting"),
+        kinds("base key"),
+        kinds("sframe key"),
+        kinds("sframe salt"),
+        kinds("pairwise"),
+    );
+    assert!(kinds("sframe salt") > 0, "no key material was collected");
+    if let Some((what, form, line)) = find_secret(&text, &all) {
+        panic!("{what} found in logs as {form}: {line}");
+    }
+    // Our server code must not log E2EE payloads either (they are wrapped key material).
     for r in reports {
         for p in &r.e2ee_payloads {
             let probe = &p[..p.len().min(32)];
@@ -93,6 +217,7 @@ fn secret() -> [u8; 32] {
 }
 
 async fn bot(
+    keys: &Secrets,
     url: &str,
     room: &str,
     name: &str,
@@ -100,6 +225,7 @@ async fn bot(
     f: impl FnOnce(&mut BotConfig),
 ) -> BotHandle {
     let mut cfg = BotConfig::new(url, room, name, secret);
+    cfg.on_keys = Some(collect_keys(keys));
     f(&mut cfg);
     BotHandle::spawn(cfg)
         .await
@@ -131,14 +257,22 @@ async fn bots_hear_each_other_and_the_sfu_forwards_only_ciphertext() {
     let server = TestServer::start().await;
     let tapped = tap(&server);
     let m = secret();
+    let keys = Secrets::default();
     let tones = [440.0f32, 660.0, 1000.0];
     let mut bots = Vec::new();
     for (i, f) in tones.iter().enumerate() {
         bots.push(
-            bot(&server.url, "tones", &format!("bot{i}"), Some(m), |c| {
-                c.audio = Some(tests::bot::AudioSource::Tone(*f));
-                c.keep_plaintext = true;
-            })
+            bot(
+                &keys,
+                &server.url,
+                "tones",
+                &format!("bot{i}"),
+                Some(m),
+                |c| {
+                    c.audio = Some(tests::bot::AudioSource::Tone(*f));
+                    c.keep_plaintext = true;
+                },
+            )
             .await,
         );
     }
@@ -258,7 +392,7 @@ async fn bots_hear_each_other_and_the_sfu_forwards_only_ciphertext() {
     // Keys the server could hold: none (no meeting secret), or a guessed secret. A bot
     // in the room with such a key ring opens none of the forwarded frames.
     for (name, guess) in [("no secret", None), ("guessed secret", Some(secret()))] {
-        let outsider = bot(&server.url, "tones", name, guess, |c| {
+        let outsider = bot(&keys, &server.url, "tones", name, guess, |c| {
             c.audio = None;
             c.video = false;
         })
@@ -277,7 +411,7 @@ async fn bots_hear_each_other_and_the_sfu_forwards_only_ciphertext() {
         frames.len()
     );
     server.stop().await;
-    assert_logs_clean(&m, &reports.iter().collect::<Vec<_>>());
+    assert_logs_clean(&m, &keys, &reports.iter().collect::<Vec<_>>());
 }
 
 /// A bot that leaves keeps its keys but cannot open frames sent after the rotation that
@@ -288,9 +422,13 @@ async fn a_leaver_cannot_decrypt_after_the_rotation() {
     log_buffer();
     let server = TestServer::start().await;
     let m = secret();
-    let a = bot(&server.url, "leave", "a", Some(m), |_| {}).await;
-    let b = bot(&server.url, "leave", "b", Some(m), |c| c.capture = true).await;
-    let c = bot(&server.url, "leave", "c", Some(m), |_| {}).await;
+    let keys = Secrets::default();
+    let a = bot(&keys, &server.url, "leave", "a", Some(m), |_| {}).await;
+    let b = bot(&keys, &server.url, "leave", "b", Some(m), |c| {
+        c.capture = true
+    })
+    .await;
+    let c = bot(&keys, &server.url, "leave", "c", Some(m), |_| {}).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before_a = a.report().await.expect("a");
     let before_b = b.report().await.expect("b");
@@ -387,7 +525,7 @@ async fn a_leaver_cannot_decrypt_after_the_rotation() {
     let rb = b.stop().await.expect("b");
     let rc = c.stop().await.expect("c");
     server.stop().await;
-    assert_logs_clean(&m, &[&ra, &rb, &rc]);
+    assert_logs_clean(&m, &keys, &[&ra, &rb, &rc]);
 }
 
 /// A bot joining late cannot open frames sent before it joined, but decrypts what follows.
@@ -396,11 +534,15 @@ async fn a_late_joiner_cannot_decrypt_earlier_frames() {
     log_buffer();
     let server = TestServer::start().await;
     let m = secret();
-    let a = bot(&server.url, "late", "a", Some(m), |_| {}).await;
-    let b = bot(&server.url, "late", "b", Some(m), |c| c.capture = true).await;
+    let keys = Secrets::default();
+    let a = bot(&keys, &server.url, "late", "a", Some(m), |_| {}).await;
+    let b = bot(&keys, &server.url, "late", "b", Some(m), |c| {
+        c.capture = true
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let joined_at = Instant::now();
-    let d = bot(&server.url, "late", "d", Some(m), |_| {}).await;
+    let d = bot(&keys, &server.url, "late", "d", Some(m), |_| {}).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rb = b.report().await.expect("b");
     let earlier: Vec<CapturedFrame> = rb
@@ -425,7 +567,7 @@ async fn a_late_joiner_cannot_decrypt_earlier_frames() {
     let ra = a.stop().await.expect("a");
     let rb = b.stop().await.expect("b");
     server.stop().await;
-    assert_logs_clean(&m, &[&ra, &rb, &rd]);
+    assert_logs_clean(&m, &keys, &[&ra, &rb, &rd]);
 }
 
 /// A bot with the wrong meeting secret decrypts nothing and says so; the others carry on.
@@ -434,10 +576,11 @@ async fn a_wrong_secret_decrypts_nothing() {
     log_buffer();
     let server = TestServer::start().await;
     let m = secret();
-    let a = bot(&server.url, "wrong", "a", Some(m), |_| {}).await;
-    let b = bot(&server.url, "wrong", "b", Some(m), |_| {}).await;
+    let keys = Secrets::default();
+    let a = bot(&keys, &server.url, "wrong", "a", Some(m), |_| {}).await;
+    let b = bot(&keys, &server.url, "wrong", "b", Some(m), |_| {}).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let w = bot(&server.url, "wrong", "w", Some(secret()), |_| {}).await;
+    let w = bot(&keys, &server.url, "wrong", "w", Some(secret()), |_| {}).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = a
         .report()
@@ -472,6 +615,6 @@ async fn a_wrong_secret_decrypts_nothing() {
     );
     let rb = b.stop().await.expect("b");
     server.stop().await;
-    assert_logs_clean(&m, &[&ra, &rb]);
+    assert_logs_clean(&m, &keys, &[&ra, &rb]);
     let _ = sframe_kid;
 }

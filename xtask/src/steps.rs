@@ -180,6 +180,7 @@ pub fn test(root: &Path, opts: &TestOptions) -> Result<()> {
             "clippy",
             "--workspace",
             "--all-targets",
+            "--all-features",
             "--",
             "-D",
             "warnings",

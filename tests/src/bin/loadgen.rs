@@ -1,10 +1,17 @@
 //! `loadgen`: puts a fixed load on a Sealed server over loopback and reports what the SFU
 //! did with it.
 //!
-//! Each room gets `--publishers` participants sending Opus-sized audio (50 packets/s) and
-//! VP8-shaped video (`--video-pps` packets/s) and `--subscribers` participants that only
-//! receive. Every payload carries its track's packet counter and its send time, so
-//! receivers measure loss and one-way latency. By default the server is a separate
+//! Each room gets `--publishers` participants sending audio (50 frames/s of 120 B) and
+//! VP8-shaped video (30 frames/s of `--video-pps` / 30 × `--video-bytes` B, packetized) and
+//! `--subscribers` participants that only receive. Every participant runs the real E2EE
+//! engine ([`client_wasm::Session`]) and takes part in the key exchange through signaling,
+//! as a browser does: publishers encrypt each frame (SFrame) before packetizing it, and
+//! receivers reassemble, decrypt and check it. The frame's sender, number and send time are
+//! inside the encrypted payload, so receivers measure loss and one-way latency only on what
+//! they decrypted; decryption failures are counted. Audio is not Opus-encoded or decoded
+//! (synthetic bytes behind an Opus TOC byte): the load generator stays cheap.
+//!
+//! By default the server is a separate
 //! process (`target/release/sealed` next to this binary) so its CPU time and RSS can be
 //! read from `/proc/<pid>`; `--server URL` uses a running server instead (no CPU figures
 //! unless `--server-pid` is given).
@@ -24,14 +31,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::Parser;
-use tests::media::vp8_packetize;
+use client_wasm::{Codec, Identity, Session, SessionConfig};
+use tests::media::{
+    BodyInfo, FrameAssembler, check_body, synthetic_body, synthetic_vp8_frame, vp8_body,
+    vp8_packetize,
+};
 use tests::participant::{Event, JoinOptions, Participant};
-use tests::protocol::MediaKind;
+use tests::protocol::{MediaKind, ServerMessage, decode_b64};
 use tests::rtc::{LocalTrack, ReceivedRtp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Marks loadgen payloads (and keeps them apart from anything else).
-const MAGIC: &[u8; 8] = b"LOADGEN1";
 
 #[derive(Parser, Debug)]
 #[command(about = "Load generator for the Sealed SFU (loopback only)")]
@@ -48,10 +56,11 @@ struct Args {
     /// Measurement duration (e.g. `30s`, `2m`), after everyone is connected.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     duration: Duration,
-    /// Video packets per second per publisher (30 frames/s, split evenly).
+    /// Video size per publisher, in packets per second: 30 frames/s, each of
+    /// `video_pps / 30 × video_bytes` bytes before encryption and packetizing.
     #[arg(long, default_value_t = 300)]
     video_pps: u32,
-    /// Video payload bytes per packet.
+    /// Video bytes per packet's worth (see `--video-pps`).
     #[arg(long, default_value_t = 1000)]
     video_bytes: usize,
     /// Use this running server (`ws://127.0.0.1:PORT/ws`) instead of spawning one.
@@ -82,28 +91,6 @@ fn now_us() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
-}
-
-/// A payload: magic, track index, counter, send time, padding.
-fn payload(track: u32, counter: u64, len: usize) -> Vec<u8> {
-    let mut p = Vec::with_capacity(len.max(28));
-    p.extend_from_slice(MAGIC);
-    p.extend_from_slice(&track.to_be_bytes());
-    p.extend_from_slice(&counter.to_be_bytes());
-    p.extend_from_slice(&now_us().to_be_bytes());
-    p.resize(len.max(28), 0xa5);
-    p
-}
-
-fn parse_payload(p: &[u8]) -> Option<(u32, u64, u64)> {
-    if p.len() < 28 || &p[..8] != MAGIC {
-        return None;
-    }
-    Some((
-        u32::from_be_bytes(p[8..12].try_into().ok()?),
-        u64::from_be_bytes(p[12..20].try_into().ok()?),
-        u64::from_be_bytes(p[20..28].try_into().ok()?),
-    ))
 }
 
 /// The server under test, spawned or given.
@@ -245,115 +232,296 @@ async fn http_get(base: &str, path: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
-/// What receivers measured.
+/// What receivers measured (during the measurement window only).
 #[derive(Default)]
 struct Measure {
-    received: u64,
+    /// RTP packets received.
+    packets: u64,
+    /// Frames decrypted and checked.
+    frames: u64,
+    /// Frames that failed to decrypt.
+    decrypt_failures: u64,
+    /// Frames that decrypted but whose body did not check out.
+    corrupt: u64,
+    /// Video frames lost in transport (a packet missing).
+    incomplete: u64,
+    /// Send-to-decrypted latency of every frame.
     latencies_us: Vec<u64>,
-    /// Per (receiver, track index): (min counter, max counter, count).
-    spans: HashMap<(u64, u32), (u64, u64, u64)>,
+    /// Per (receiver, track index): (min frame number, max frame number, count).
+    spans: HashMap<(u64, u64), (u64, u64, u64)>,
 }
 
-/// Sends one track's packets at `pps` until `stop`.
-fn spawn_sender(
-    track: LocalTrack,
-    index: u32,
-    pps: u32,
-    bytes: usize,
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-) {
-    tokio::spawn(async move {
-        let (frames_per_s, packets_per_frame) = match track.kind() {
-            MediaKind::Audio => (pps, 1),
-            MediaKind::Video => (30.min(pps).max(1), (pps / 30).max(1)),
-        };
-        let mut tick = tokio::time::interval(Duration::from_secs(1) / frames_per_s);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut counter = 0u64;
-        let mut frame = 0u32;
-        let ts_step = track.clock_rate() / frames_per_s;
-        while !stop.load(Ordering::Relaxed) {
-            tick.tick().await;
-            for i in 0..packets_per_frame {
-                let p = payload(index, counter, bytes);
-                let p = match track.kind() {
-                    // A VP8 payload descriptor in front, as real video has.
-                    MediaKind::Video => vp8_packetize(&p, frame as u16).remove(0),
-                    MediaKind::Audio => p,
-                };
-                let marker = track.kind() == MediaKind::Video && i + 1 == packets_per_frame;
-                if track
-                    .send(Bytes::from(p), frame.wrapping_mul(ts_step), marker)
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                counter += 1;
-                sent.fetch_add(1, Ordering::Relaxed);
-            }
-            frame = frame.wrapping_add(1);
+impl Measure {
+    fn merge_into(&mut self, m: &mut Measure) {
+        m.packets += std::mem::take(&mut self.packets);
+        m.frames += std::mem::take(&mut self.frames);
+        m.decrypt_failures += std::mem::take(&mut self.decrypt_failures);
+        m.corrupt += std::mem::take(&mut self.corrupt);
+        m.incomplete += std::mem::take(&mut self.incomplete);
+        m.latencies_us.append(&mut self.latencies_us);
+        for (k, (lo, hi, n)) in self.spans.drain() {
+            let e = m.spans.entry(k).or_insert((lo, hi, 0));
+            e.0 = e.0.min(lo);
+            e.1 = e.1.max(hi);
+            e.2 += n;
         }
-    });
-}
-
-fn spawn_receiver(
-    mut p: Participant,
-    measuring: Arc<AtomicBool>,
-    out: Arc<Mutex<Measure>>,
-) -> tokio::task::JoinHandle<Participant> {
-    tokio::spawn(async move {
-        let id = p.id;
-        let mut local = Measure::default();
-        let mut flush = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            tokio::select! {
-                r = p.media.recv() => {
-                    let Some(r) = r else { break };
-                    record(&mut local, id, &r, measuring.load(Ordering::Relaxed));
-                }
-                _ = flush.tick() => {
-                    if let Ok(mut m) = out.lock() {
-                        m.received += std::mem::take(&mut local.received);
-                        m.latencies_us.append(&mut local.latencies_us);
-                        for (k, (lo, hi, n)) in local.spans.drain() {
-                            let e = m.spans.entry(k).or_insert((lo, hi, 0));
-                            e.0 = e.0.min(lo);
-                            e.1 = e.1.max(hi);
-                            e.2 += n;
-                        }
-                    }
-                    if p.events.drain().iter().any(|e| matches!(e, Event::Closed)) {
-                        break;
-                    }
-                }
-            }
-        }
-        p
-    })
-}
-
-fn record(m: &mut Measure, receiver: u64, r: &ReceivedRtp, measuring: bool) {
-    if !measuring {
-        return;
     }
-    let body = match r.kind {
-        MediaKind::Video => r.packet.payload.get(4..).unwrap_or(&[]),
-        MediaKind::Audio => &r.packet.payload[..],
-    };
-    let Some((track, counter, sent_us)) = parse_payload(body) else {
-        return;
-    };
-    m.received += 1;
-    m.latencies_us.push(now_us().saturating_sub(sent_us));
-    let e = m
-        .spans
-        .entry((receiver, track))
-        .or_insert((counter, counter, 0));
-    e.0 = e.0.min(counter);
-    e.1 = e.1.max(counter);
-    e.2 += 1;
+}
+
+/// Flags and totals shared by every participant task.
+#[derive(Default)]
+struct Shared {
+    stop: AtomicBool,
+    measuring: AtomicBool,
+    frames_sent: AtomicU64,
+    packets_sent: AtomicU64,
+    /// Frames not sent for lack of a sending key (before the key exchange settled).
+    not_sent_no_key: AtomicU64,
+    /// Decryption failures outside the measurement window (during key exchange).
+    setup_decrypt_failures: AtomicU64,
+}
+
+/// A participant's progress, read by the setup loop.
+struct Status {
+    /// Forwarded tracks opened on its subscribe connection.
+    opened: AtomicU64,
+    /// Its sending epoch (`u64::MAX`: none yet).
+    epoch: AtomicU64,
+}
+
+/// One published track and the index that names it in frames.
+struct Outgoing {
+    track: LocalTrack,
+    index: u64,
+    frame_no: u64,
+}
+
+/// One participant: signaling, key exchange, sending and receiving, in one task.
+struct LoadParticipant {
+    p: Participant,
+    session: Session,
+    start: Instant,
+    audio: Option<Outgoing>,
+    video: Option<Outgoing>,
+    video_body: usize,
+    assemblers: HashMap<(u64, String), FrameAssembler>,
+    local: Measure,
+}
+
+impl LoadParticipant {
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Sends what the engine wants sent; drops its events (nothing here acts on them).
+    fn flush(&mut self, status: &Status) {
+        while let Some(out) = self.session.poll_outgoing() {
+            self.p.send_e2ee(out.to, &out.payload);
+        }
+        while self.session.poll_event().is_some() {}
+        status
+            .epoch
+            .store(self.session.epoch().unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn on_event(&mut self, e: Event, status: &Status) {
+        let now = self.now_ms();
+        match e {
+            Event::Server(ServerMessage::ParticipantJoined { participant }) => {
+                if let Some(pk) = participant.public_key_bytes() {
+                    let _ = self.session.member_joined(now, participant.id, &pk);
+                }
+            }
+            Event::Server(ServerMessage::ParticipantLeft { id }) => {
+                self.session.member_left(now, id);
+            }
+            Event::Server(ServerMessage::E2ee { from, payload }) => {
+                if let Some(bytes) = decode_b64(&payload) {
+                    self.session.receive(now, from, &bytes);
+                }
+            }
+            Event::TrackOpened { .. } => {
+                status.opened.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        self.flush(status);
+    }
+
+    /// Encrypts one frame (its number and send time inside) and sends it.
+    async fn send(&mut self, kind: MediaKind, shared: &Shared) {
+        let body = self.video_body;
+        let out = match kind {
+            MediaKind::Audio => self.audio.as_mut(),
+            MediaKind::Video => self.video.as_mut(),
+        };
+        let Some(out) = out else { return };
+        let info = BodyInfo {
+            sender: out.index,
+            frame_no: out.frame_no,
+            sent_at_us: now_us(),
+        };
+        let (codec, plain) = match kind {
+            MediaKind::Audio => {
+                // An Opus TOC byte (clear prefix), then the synthetic body.
+                let mut f = vec![0xfc];
+                f.extend_from_slice(&synthetic_body(info, AUDIO_FRAME_BYTES - 1));
+                (Codec::Opus, f)
+            }
+            MediaKind::Video => {
+                let key = out.frame_no.is_multiple_of(KEYFRAME_EVERY);
+                (Codec::Vp8, synthetic_vp8_frame(key, info, body))
+            }
+        };
+        let frame_no = out.frame_no;
+        out.frame_no += 1;
+        let ct = match self.session.encrypt(codec, &plain) {
+            Ok(ct) => ct,
+            Err(_) => {
+                shared.not_sent_no_key.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let track = &out.track;
+        let rtp_time = (frame_no as u32).wrapping_mul(match kind {
+            MediaKind::Audio => 960,
+            MediaKind::Video => 3000,
+        });
+        let packets = match kind {
+            MediaKind::Audio => vec![ct],
+            MediaKind::Video => vp8_packetize(&ct, frame_no as u16),
+        };
+        let last = packets.len() - 1;
+        for (i, p) in packets.into_iter().enumerate() {
+            let marker = kind == MediaKind::Video && i == last;
+            if track.send(Bytes::from(p), rtp_time, marker).await.is_err() {
+                return;
+            }
+            shared.packets_sent.fetch_add(1, Ordering::Relaxed);
+        }
+        shared.frames_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reassembles, decrypts and checks a received frame; measures after decryption.
+    fn on_media(&mut self, r: ReceivedRtp, shared: &Shared) {
+        let measuring = shared.measuring.load(Ordering::Relaxed);
+        let Some(publisher) = r.publisher else { return };
+        if measuring {
+            self.local.packets += 1;
+        }
+        let frame = match r.kind {
+            MediaKind::Audio => Some(r.packet.payload.to_vec()),
+            MediaKind::Video => {
+                let a = self.assemblers.entry((publisher, r.track_id)).or_default();
+                let before = a.incomplete;
+                let f = a.push(
+                    r.packet.sequence_number,
+                    r.packet.timestamp,
+                    r.packet.marker,
+                    &r.packet.payload,
+                );
+                if measuring {
+                    self.local.incomplete += a.incomplete - before;
+                }
+                f
+            }
+        };
+        let Some(frame) = frame else { return };
+        let (codec, skip) = match r.kind {
+            MediaKind::Audio => (Codec::Opus, 1),
+            MediaKind::Video => (Codec::Vp8, 0),
+        };
+        let plain = match self.session.decrypt(codec, &frame) {
+            Ok(plain) => plain,
+            Err(_) => {
+                if measuring {
+                    self.local.decrypt_failures += 1;
+                } else {
+                    shared
+                        .setup_decrypt_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+        };
+        let body = match r.kind {
+            MediaKind::Audio => plain.get(skip..),
+            MediaKind::Video => vp8_body(&plain),
+        };
+        let Some(info) = body.and_then(check_body) else {
+            if measuring {
+                self.local.corrupt += 1;
+            }
+            return;
+        };
+        if !measuring {
+            return;
+        }
+        let m = &mut self.local;
+        m.frames += 1;
+        m.latencies_us
+            .push(now_us().saturating_sub(info.sent_at_us));
+        let e =
+            m.spans
+                .entry((self.p.id, info.sender))
+                .or_insert((info.frame_no, info.frame_no, 0));
+        e.0 = e.0.min(info.frame_no);
+        e.1 = e.1.max(info.frame_no);
+        e.2 += 1;
+    }
+}
+
+/// Opus-sized audio frames (plaintext bytes).
+const AUDIO_FRAME_BYTES: usize = 120;
+/// A video keyframe every this many frames.
+const KEYFRAME_EVERY: u64 = 60;
+
+/// Runs one participant until `stop` (or its connection closes).
+async fn run_participant(
+    mut lp: LoadParticipant,
+    shared: Arc<Shared>,
+    status: Arc<Status>,
+    out: Arc<Mutex<Measure>>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut audio_tick = tokio::time::interval(Duration::from_millis(20));
+    let mut video_tick = tokio::time::interval(Duration::from_secs(1) / 30);
+    let mut report = tokio::time::interval(Duration::from_millis(500));
+    for t in [&mut tick, &mut audio_tick, &mut video_tick, &mut report] {
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    }
+    let now = lp.now_ms();
+    for m in lp.p.roster.clone() {
+        if let Some(pk) = m.public_key_bytes() {
+            let _ = lp.session.member_joined(now, m.id, &pk);
+        }
+    }
+    lp.flush(&status);
+    let (has_audio, has_video) = (lp.audio.is_some(), lp.video.is_some());
+    while !shared.stop.load(Ordering::Relaxed) {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = lp.now_ms();
+                lp.session.tick(now);
+                lp.flush(&status);
+            }
+            _ = audio_tick.tick(), if has_audio => lp.send(MediaKind::Audio, &shared).await,
+            _ = video_tick.tick(), if has_video => lp.send(MediaKind::Video, &shared).await,
+            _ = report.tick() => {
+                if let Ok(mut m) = out.lock() {
+                    lp.local.merge_into(&mut m);
+                }
+            }
+            ev = lp.p.events.recv() => match ev {
+                Some(Event::Closed) | None => break,
+                Some(e) => lp.on_event(e, &status),
+            },
+            Some(r) = lp.p.media.recv() => lp.on_media(r, &shared),
+        }
+    }
+    if let Ok(mut m) = out.lock() {
+        lp.local.merge_into(&mut m);
+    }
 }
 
 fn percentile(sorted: &[u64], q: f64) -> u64 {
@@ -377,71 +545,106 @@ async fn main() -> Result<()> {
 }
 
 async fn run(args: &Args, server: &ServerProc) -> Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let measuring = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(Shared::default());
     let measure = Arc::new(Mutex::new(Measure::default()));
-    let sent = Arc::new(AtomicU64::new(0));
     let per_room = args.publishers + args.subscribers;
-    let tracks_per_room = 2 * args.publishers;
+    let tracks_per_room = 2 * args.publishers as u64;
+    let video_body = (args.video_pps / 30).max(1) as usize * args.video_bytes;
     let setup_started = Instant::now();
-    let mut receivers = Vec::new();
-    let mut track_index = 0u32;
+    let mut statuses = Vec::new();
+    let mut track_index = 0u64;
     for room in 0..args.rooms {
         let room_name = format!("load-{room}");
+        // The meeting secret of the room's link, known to its participants only.
+        let secret: [u8; 32] = rand::random();
         for i in 0..per_room {
+            let identity = Identity::generate();
             let mut opts = JoinOptions::new(&server.url, &room_name, &format!("p{i}"));
             opts.media_capacity = 65_536;
+            opts.public_key = identity.public_key().to_vec();
             let p = Participant::join(opts)
                 .await
                 .with_context(|| format!("joining room {room_name}"))?;
+            let session = Session::new(
+                &p.room,
+                p.id,
+                Some(secret),
+                identity,
+                SessionConfig::default(),
+            )
+            .context("engine session")?;
+            let (mut audio, mut video) = (None, None);
             if i < args.publishers {
                 let tracks = p
                     .publish(&[MediaKind::Audio, MediaKind::Video])
                     .await
                     .with_context(|| format!("publishing in {room_name}"))?;
-                for t in tracks {
-                    let pps = if t.kind() == MediaKind::Audio {
-                        50
-                    } else {
-                        args.video_pps
-                    };
-                    let bytes = if t.kind() == MediaKind::Audio {
-                        120
-                    } else {
-                        args.video_bytes
-                    };
-                    spawn_sender(t, track_index, pps, bytes, stop.clone(), sent.clone());
+                for track in tracks {
+                    let kind = track.kind();
+                    let out = Some(Outgoing {
+                        track,
+                        index: track_index,
+                        frame_no: 0,
+                    });
                     track_index += 1;
+                    match kind {
+                        MediaKind::Audio => audio = out,
+                        MediaKind::Video => video = out,
+                    }
                 }
             }
-            receivers.push(p);
+            let own = if i < args.publishers { 2 } else { 0 };
+            let status = Arc::new(Status {
+                opened: AtomicU64::new(0),
+                epoch: AtomicU64::new(u64::MAX),
+            });
+            statuses.push((p.id, tracks_per_room - own, status.clone()));
+            let lp = LoadParticipant {
+                p,
+                session,
+                start: Instant::now(),
+                audio,
+                video,
+                video_body,
+                assemblers: HashMap::new(),
+                local: Measure::default(),
+            };
+            tokio::spawn(run_participant(lp, shared.clone(), status, measure.clone()));
         }
     }
-    // Wait until every participant receives every track of its room but its own.
-    let mut handles = Vec::new();
+    // Wait until every participant receives every track of its room but its own and the
+    // key exchange settled: everyone sends with its room's newest epoch.
     let deadline = Instant::now() + Duration::from_secs(30);
-    for (n, mut p) in receivers.into_iter().enumerate() {
-        let own = if n % per_room < args.publishers { 2 } else { 0 };
-        let want = tracks_per_room - own;
-        let mut opened = 0;
-        while opened < want {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let got = p
-                .events
-                .wait_for(left, |e| {
-                    matches!(e, Event::TrackOpened { .. }).then_some(())
-                })
-                .await;
-            if got.is_none() {
-                eprintln!(
-                    "warning: participant {} opened {opened} of {want} tracks",
-                    p.id
-                );
-                break;
-            }
-            opened += 1;
+    loop {
+        let opened = statuses
+            .iter()
+            .all(|(_, want, s)| s.opened.load(Ordering::Relaxed) >= *want);
+        let epochs: Vec<u64> = statuses
+            .iter()
+            .map(|(_, _, s)| s.epoch.load(Ordering::Relaxed))
+            .collect();
+        let settled = statuses.chunks(per_room).all(|room| {
+            let e = room[0].2.epoch.load(Ordering::Relaxed);
+            e != u64::MAX
+                && room
+                    .iter()
+                    .all(|(_, _, s)| s.epoch.load(Ordering::Relaxed) == e)
+        });
+        if opened && settled {
+            break;
         }
-        handles.push(spawn_receiver(p, measuring.clone(), measure.clone()));
+        if Instant::now() > deadline {
+            for (id, want, s) in &statuses {
+                eprintln!(
+                    "warning: participant {id} opened {} of {want} tracks, epoch {:?}",
+                    s.opened.load(Ordering::Relaxed),
+                    Some(s.epoch.load(Ordering::Relaxed)).filter(|e| *e != u64::MAX)
+                );
+            }
+            eprintln!("warning: measuring anyway (epochs {epochs:?})");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let setup = setup_started.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -449,27 +652,27 @@ async fn run(args: &Args, server: &ServerProc) -> Result<()> {
     let fwd_before = server.metric("sealed_sfu_forwarded_packets_total").await;
     let usage_before = server.usage();
     let own_before = proc_usage(std::process::id());
-    let sent_before = sent.load(Ordering::Relaxed);
-    measuring.store(true, Ordering::Relaxed);
+    let frames_before = shared.frames_sent.load(Ordering::Relaxed);
+    let packets_before = shared.packets_sent.load(Ordering::Relaxed);
+    shared.measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(args.duration).await;
-    measuring.store(false, Ordering::Relaxed);
+    shared.measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
     let usage_after = server.usage();
     let own_after = proc_usage(std::process::id());
     let fwd_after = server.metric("sealed_sfu_forwarded_packets_total").await;
     let dropped = server.metric("sealed_sfu_dropped_packets_total").await;
-    let sent_n = sent.load(Ordering::Relaxed) - sent_before;
-    stop.store(true, Ordering::Relaxed);
+    let frames_sent = shared.frames_sent.load(Ordering::Relaxed) - frames_before;
+    let packets_sent = shared.packets_sent.load(Ordering::Relaxed) - packets_before;
+    // Let every task hand over what it measured, then stop them.
     tokio::time::sleep(Duration::from_millis(700)).await;
+    shared.stop.store(true, Ordering::Relaxed);
 
     let m = {
         let mut g = measure.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
         std::mem::take(&mut *g)
     };
-    for h in &handles {
-        h.abort();
-    }
     let mut lat = m.latencies_us.clone();
     lat.sort_unstable();
     let (expected, got): (u64, u64) = m
@@ -485,33 +688,34 @@ async fn run(args: &Args, server: &ServerProc) -> Result<()> {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
-    let forwarded = fwd_server.unwrap_or(m.received as f64);
+    let forwarded = fwd_server.unwrap_or(m.packets as f64);
     let (cpu, rss) = match (usage_before, usage_after) {
         (Some((c0, _)), Some((c1, r))) => (Some(c1 - c0), Some(r)),
         _ => (None, None),
     };
+    let video_packets = vp8_packetize(&vec![0; video_body + 10 + 40], 0).len();
 
     println!("| setting | value |");
     println!("|---|---|");
     println!(
-        "| rooms × (publishers + subscribers) | {} × ({} + {}) = {} participants |",
+        "| rooms × (publishers + subscribers) | {} × ({} + {}) = {} participants, each with an E2EE engine |",
         args.rooms,
         args.publishers,
         args.subscribers,
         args.rooms * per_room
     );
     println!(
-        "| per publisher | audio 50 pkt/s × 120 B, video {} pkt/s × {} B |",
-        args.video_pps, args.video_bytes
+        "| per publisher (SFrame-encrypted frames) | audio 50 frames/s × {AUDIO_FRAME_BYTES} B, video 30 frames/s × {video_body} B ({video_packets} packets each) |",
     );
     println!(
-        "| setup (join + publish + all tracks open) | {:.1} s |",
+        "| setup (join + publish + tracks open + keys agreed) | {:.1} s |",
         setup.as_secs_f64()
     );
     println!("| measured | {elapsed:.1} s |");
     println!(
-        "| packets sent by publishers | {:.0} /s |",
-        sent_n as f64 / elapsed
+        "| sent by publishers | {:.0} frames/s, {:.0} packets/s |",
+        frames_sent as f64 / elapsed,
+        packets_sent as f64 / elapsed
     );
     match fwd_server {
         Some(f) => println!(
@@ -522,18 +726,30 @@ async fn run(args: &Args, server: &ServerProc) -> Result<()> {
     }
     println!(
         "| packets received by participants | {:.0} /s |",
-        m.received as f64 / elapsed
+        m.packets as f64 / elapsed
     );
     println!(
-        "| loss at receivers | {:.3} % ({} of {expected}) |",
+        "| frames decrypted and verified | {:.0} /s ({} frames) |",
+        m.frames as f64 / elapsed,
+        m.frames
+    );
+    println!(
+        "| decrypt failures | {} while measuring, {} during setup; {} corrupt after decryption |",
+        m.decrypt_failures,
+        shared.setup_decrypt_failures.load(Ordering::Relaxed),
+        m.corrupt
+    );
+    println!(
+        "| frame loss at receivers | {:.3} % ({} of {expected}; {} video frames incomplete) |",
         loss * 100.0,
-        expected.saturating_sub(got)
+        expected.saturating_sub(got),
+        m.incomplete
     );
     if let Some(d) = dropped {
         println!("| SFU dropped packets (total) | {d:.0} |");
     }
     println!(
-        "| one-way latency p50 / p99 | {:.2} ms / {:.2} ms |",
+        "| one-way latency send → decrypted, p50 / p99 | {:.2} ms / {:.2} ms |",
         percentile(&lat, 0.5) as f64 / 1000.0,
         percentile(&lat, 0.99) as f64 / 1000.0
     );
