@@ -8,6 +8,7 @@
 //! - [`participant`]: a joined participant: signaling + publish and subscribe connections.
 
 pub mod bot;
+pub mod duration;
 pub mod media;
 pub mod participant;
 pub mod protocol;

@@ -54,7 +54,7 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     subscribers: usize,
     /// Measurement duration (e.g. `30s`, `2m`), after everyone is connected.
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, default_value = "20s", value_parser = tests::duration::parse_duration)]
     duration: Duration,
     /// Video size per publisher, in packets per second: 30 frames/s, each of
     /// `video_pps / 30 × video_bytes` bytes before encryption and packetizing.
@@ -72,18 +72,6 @@ struct Args {
     /// The `sealed` binary to spawn (default: next to this executable).
     #[arg(long)]
     sealed: Option<PathBuf>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
-    match unit {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "ms" => Ok(Duration::from_millis(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("bad duration unit in {s:?} (use ms, s or m)")),
-    }
 }
 
 fn now_us() -> u64 {

@@ -52,7 +52,7 @@ struct JoinArgs {
     #[arg(long, value_enum)]
     video: Option<VideoKind>,
     /// How long to stay (e.g. `30s`, `2m`).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = tests::duration::parse_duration)]
     duration: Duration,
     /// Join even though the link has no secret (such a bot can decrypt nothing).
     #[arg(long)]
@@ -63,18 +63,6 @@ struct JoinArgs {
 enum VideoKind {
     /// VP8-shaped frames with a checksummed body.
     Synthetic,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
-    match unit {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "ms" => Ok(Duration::from_millis(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("bad duration unit in {s:?} (use ms, s or m)")),
-    }
 }
 
 /// What a meeting link says.
