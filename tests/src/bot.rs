@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use client_wasm::{Codec, Counters, FrameError, Identity, Session, SessionConfig, SessionEvent};
@@ -350,13 +350,6 @@ fn drop_reason(e: &FrameError) -> String {
     }
 }
 
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
 /// The bot's state inside its task.
 struct Bot {
     cfg: BotConfig,
@@ -573,7 +566,7 @@ impl Bot {
         let info = BodyInfo {
             sender: id,
             frame_no: self.video_n,
-            sent_at_us: now_us(),
+            sent_at_us: crate::media::now_us(),
         };
         let frame = synthetic_vp8_frame(key, info, if key { 4000 } else { 1200 });
         let rtp_time = (self.video_n * 3000) as u32;

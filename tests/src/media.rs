@@ -7,6 +7,7 @@
 //! number, a send timestamp and a checksum, so a receiver can verify every byte.
 
 use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Marker at the start of every synthetic frame body; must never appear in what the SFU
 /// forwards when E2EE is on.
@@ -243,6 +244,15 @@ pub fn goertzel(samples: &[i16], rate: u32, freq: f32) -> f64 {
         // A pure sine of energy E gives power ≈ E·N/2.
         power / (energy * n / 2.0)
     }
+}
+
+/// Wall-clock microseconds since the Unix epoch, for `sent_at_us` stamps: sender and
+/// receiver share this machine's clock, so their difference is the one-way latency.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

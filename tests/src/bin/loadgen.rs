@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -72,13 +72,6 @@ struct Args {
     /// The `sealed` binary to spawn (default: next to this executable).
     #[arg(long)]
     sealed: Option<PathBuf>,
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 /// The server under test, spawned or given.
@@ -347,7 +340,7 @@ impl LoadParticipant {
         let info = BodyInfo {
             sender: out.index,
             frame_no: out.frame_no,
-            sent_at_us: now_us(),
+            sent_at_us: tests::media::now_us(),
         };
         let (codec, plain) = match kind {
             MediaKind::Audio => {
@@ -448,7 +441,7 @@ impl LoadParticipant {
         let m = &mut self.local;
         m.frames += 1;
         m.latencies_us
-            .push(now_us().saturating_sub(info.sent_at_us));
+            .push(tests::media::now_us().saturating_sub(info.sent_at_us));
         let e =
             m.spans
                 .entry((self.p.id, info.sender))
