@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::auth::AuthSecret;
 use crate::config::{Config, DEFAULT_WEB_DIR, OriginPolicy};
 use crate::limits::Limits;
+use crate::turn::{EmbeddedTurnConfig, ExternalTurn, MAX_CREDENTIAL_TTL, TurnConfig, TurnSecret};
 
 /// End-to-end encrypted video meetings: the server (signaling + SFU).
 #[derive(Debug, Parser)]
@@ -88,11 +89,59 @@ pub struct ServeArgs {
     /// Messages one connection may send in a burst.
     #[arg(long, env = "SEALED_RATE_BURST", default_value_t = Limits::default().rate_burst)]
     pub rate_burst: u32,
+    /// The embedded TURN server: `auto` runs it unless media binds a loopback address
+    /// (where every client reaches the SFU directly), `on`, or `off`.
+    #[arg(long, env = "SEALED_TURN", value_enum, default_value_t = TurnMode::Auto)]
+    pub turn: TurnMode,
+    /// Embedded TURN over UDP: port (0: OS-chosen).
+    #[arg(long, env = "SEALED_TURN_UDP_PORT", default_value_t = EmbeddedTurnConfig::default().udp_port)]
+    pub turn_udp_port: u16,
+    /// Embedded TURN over TCP: port (0: OS-chosen).
+    #[arg(long, env = "SEALED_TURN_TCP_PORT", default_value_t = EmbeddedTurnConfig::default().tcp_port)]
+    pub turn_tcp_port: u16,
+    /// Embedded TURN over TLS, when TLS is configured: port (0: OS-chosen).
+    #[arg(long, env = "SEALED_TURN_TLS_PORT", default_value_t = EmbeddedTurnConfig::default().tls_port)]
+    pub turn_tls_port: u16,
+    /// Host name put in the TURN URLs clients get. Default: the host they reached this
+    /// server by. With TLS it must be a name the certificate covers.
+    #[arg(long, env = "SEALED_TURN_HOST")]
+    pub turn_host: Option<String>,
+    /// Most TURN allocations at once (each holds one UDP socket).
+    #[arg(long, env = "SEALED_TURN_MAX_ALLOCATIONS", default_value_t = EmbeddedTurnConfig::default().max_allocations)]
+    pub turn_max_allocations: usize,
+    /// Most TURN allocations one participant may hold.
+    #[arg(long, env = "SEALED_TURN_USER_ALLOCATIONS", default_value_t = EmbeddedTurnConfig::default().max_allocations_per_user)]
+    pub turn_user_allocations: usize,
+    /// How long each participant's TURN credential may open new relays (at most 1h).
+    #[arg(long, env = "SEALED_TURN_CREDENTIAL_TTL", default_value = "1h", value_parser = parse_ttl)]
+    pub turn_credential_ttl: Duration,
+    /// An external TURN server (e.g. coturn with `use-auth-secret`): its URLs, comma
+    /// separated, e.g. `turn:turn.example.com:3478,turns:turn.example.com:5349`.
+    #[arg(long, env = "SEALED_TURN_URL", value_delimiter = ',')]
+    pub turn_url: Vec<String>,
+    /// The external TURN server's `static-auth-secret`. Prefer the environment variable.
+    #[arg(long, env = "SEALED_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// Test switch: every client uses relayed (TURN) candidates only.
+    #[arg(long, env = "SEALED_TEST_FORCE_RELAY", hide = true)]
+    pub test_force_relay: bool,
+}
+
+/// Whether the embedded TURN server runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TurnMode {
+    /// On unless media binds a loopback address.
+    Auto,
+    /// Always on.
+    On,
+    /// Never.
+    Off,
 }
 
 impl ServeArgs {
     /// The server configuration these flags describe.
     pub fn into_config(self) -> anyhow::Result<Config> {
+        let turn = self.turn_config()?;
         let auth_secret = match self.auth_secret {
             Some(s) => Some(AuthSecret::new(s).map_err(|e| anyhow::anyhow!("--auth-secret: {e}"))?),
             None => None,
@@ -128,6 +177,54 @@ impl ServeArgs {
             origins,
             web_dir: self.web_dir,
             limits,
+            turn,
+        })
+    }
+
+    /// The TURN part of the configuration.
+    fn turn_config(&self) -> anyhow::Result<TurnConfig> {
+        let on = match self.turn {
+            TurnMode::On => true,
+            TurnMode::Off => false,
+            TurnMode::Auto => !self.bind_ip.is_loopback(),
+        };
+        let embedded = on.then(|| EmbeddedTurnConfig {
+            listen_ip: self.bind_ip,
+            udp_port: self.turn_udp_port,
+            tcp_port: self.turn_tcp_port,
+            tls_port: self.turn_tls_port,
+            host: self.turn_host.clone(),
+            max_allocations: self.turn_max_allocations,
+            max_allocations_per_user: self.turn_user_allocations,
+        });
+        let external = match (self.turn_url.is_empty(), &self.turn_secret) {
+            (true, None) => None,
+            (false, Some(secret)) => {
+                let urls: Vec<String> = self.turn_url.iter().map(|u| u.trim().to_owned()).collect();
+                if let Some(bad) = urls
+                    .iter()
+                    .find(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
+                {
+                    anyhow::bail!("--turn-url {bad:?} is not a turn: or turns: URL");
+                }
+                let secret = TurnSecret::new(secret.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("--turn-secret: {e}"))?;
+                Some(ExternalTurn { urls, secret })
+            }
+            (true, Some(_)) => anyhow::bail!("--turn-secret needs --turn-url"),
+            (false, None) => anyhow::bail!("--turn-url needs --turn-secret"),
+        };
+        if self.turn_credential_ttl > MAX_CREDENTIAL_TTL {
+            anyhow::bail!("--turn-credential-ttl may be at most 1h");
+        }
+        if self.test_force_relay && embedded.is_none() && external.is_none() {
+            anyhow::bail!("--test-force-relay needs a TURN server (--turn on or --turn-url)");
+        }
+        Ok(TurnConfig {
+            embedded,
+            external,
+            credential_ttl: self.turn_credential_ttl,
+            force_relay: self.test_force_relay,
         })
     }
 }

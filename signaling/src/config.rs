@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::auth::AuthSecret;
 use crate::limits::Limits;
+use crate::turn::TurnConfig;
 
 /// The web directory of this checkout (`<repo>/web`), fixed at compile time so that
 /// `cargo run -p signaling` serves the page from any working directory.
@@ -50,6 +51,8 @@ pub struct Config {
     pub web_dir: PathBuf,
     /// Resource limits.
     pub limits: Limits,
+    /// TURN: the embedded server and/or an external one, and credential lifetime.
+    pub turn: TurnConfig,
 }
 
 impl Default for Config {
@@ -61,6 +64,7 @@ impl Default for Config {
             origins: OriginPolicy::default(),
             web_dir: PathBuf::from(DEFAULT_WEB_DIR),
             limits: Limits::default(),
+            turn: TurnConfig::default(),
         }
     }
 }

@@ -48,8 +48,14 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Longest a single frame write may take before the client counts as gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Runs a connection to completion. Never panics on client input.
-pub(crate) async fn run(socket: WebSocket, state: Arc<AppState>, peer: SocketAddr) {
+/// Runs a connection to completion. Never panics on client input. `host` is the
+/// upgrade request's `Host` header (the name TURN URLs use by default).
+pub(crate) async fn run(
+    socket: WebSocket,
+    state: Arc<AppState>,
+    peer: SocketAddr,
+    host: Option<String>,
+) {
     let span = tracing::info_span!(
         "conn",
         %peer,
@@ -59,7 +65,7 @@ pub(crate) async fn run(socket: WebSocket, state: Arc<AppState>, peer: SocketAdd
     async move {
         state.metrics.connection_opened();
         tracing::debug!("connected");
-        let mut connection = Connection::new(socket, state.clone());
+        let mut connection = Connection::new(socket, state.clone(), host);
         connection.serve().await;
         connection.leave_room().await;
         state.metrics.connection_closed();
@@ -108,10 +114,12 @@ struct Connection {
     keepalive: tokio::time::Interval,
     /// When the client last sent anything (data, ping or pong).
     last_heard: Instant,
+    /// The `Host` the client connected to.
+    host: Option<String>,
 }
 
 impl Connection {
-    fn new(socket: WebSocket, state: Arc<AppState>) -> Self {
+    fn new(socket: WebSocket, state: Arc<AppState>, host: Option<String>) -> Self {
         let limits = &state.config.limits;
         let now = Instant::now();
         let (outbox, inbox) = Outbox::new(limits.outbound_queue);
@@ -125,6 +133,7 @@ impl Connection {
             join_deadline: now + limits.join_timeout,
             keepalive: keepalive_timer(now, limits.keepalive_interval),
             last_heard: now,
+            host,
             socket,
             outbox,
             inbox,
@@ -353,11 +362,12 @@ impl Connection {
             }
         }
         let state = self.state.clone();
-        let id = state.registry.join(
+        let id = state.registry.join_with(
             &join.room,
             &join.name,
             &join.public_key,
             self.outbox.clone(),
+            state.turn.welcome_ice(self.host.as_deref()),
         )?;
         match state.sfu.join(&join.room, id).await {
             Ok((media, events)) => {

@@ -23,6 +23,7 @@
 //! | `origin.rs`     | the browser Origin check                                       |
 //! | `rate_limit.rs` | the per-connection token bucket                                |
 //! | `limits.rs`     | every resource limit and its default                           |
+//! | `turn.rs`, `turn/` | TURN credentials and the embedded TURN server               |
 //! | `metrics.rs`    | Prometheus counters                                            |
 //! | `shutdown.rs`   | the shutdown signal and connection tracker                     |
 //! | `config.rs`     | [`Config`]                                                     |
@@ -63,6 +64,7 @@ pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod rate_limit;
+pub mod turn;
 
 mod connection;
 mod media;

@@ -106,9 +106,9 @@ pub struct ParticipantInfo {
     pub public_key: String,
 }
 
-/// An entry of `welcome.ice_servers`, in the browser's `RTCIceServer` shape.
-/// Sealed sends an empty list today: the SFU has a public address, clients need no
-/// STUN/TURN to reach it.
+/// An entry of `welcome.ice_servers`, in the browser's `RTCIceServer` shape: the
+/// server's TURN servers with a short-lived credential for this participant (see
+/// [`crate::turn`]); empty when the server offers no TURN.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IceServer {
     /// `stun:` / `turn:` URLs.
@@ -119,6 +119,15 @@ pub struct IceServer {
     /// TURN credential.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
+}
+
+/// `welcome.ice_transport_policy`, the browser's `RTCIceTransportPolicy`. Only sent
+/// by a server started with the test switch `--test-force-relay`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IceTransportPolicy {
+    /// Use relayed (TURN) candidates only.
+    Relay,
 }
 
 // ---------------------------------------------------------------------------------
@@ -293,8 +302,12 @@ pub enum ServerMessage {
         room: String,
         /// Everybody else already in the room, ascending id.
         participants: Vec<ParticipantInfo>,
-        /// ICE servers for the PeerConnections (empty today).
+        /// ICE servers for the PeerConnections: TURN with this participant's
+        /// credentials, or empty.
         ice_servers: Vec<IceServer>,
+        /// Test servers only: the ICE transport policy to use (absent: `all`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ice_transport_policy: Option<IceTransportPolicy>,
     },
     /// Someone joined your room.
     ParticipantJoined {

@@ -31,6 +31,7 @@ use crate::error::{ErrorCode, ProtocolError};
 use crate::outbox::Outbox;
 use crate::protocol::{ParticipantId, ParticipantInfo, ServerMessage};
 use crate::room::{Member, Room};
+use crate::turn::WelcomeIce;
 
 /// All rooms of one server.
 #[derive(Debug)]
@@ -73,12 +74,25 @@ impl Registry {
 
     /// Adds a participant to `room` (creating it), queues its `welcome` on `outbox`
     /// and tells the others with `participant_joined`. Returns the new id.
+    #[cfg(test)]
     pub fn join(
         &self,
         room: &str,
         name: &str,
         public_key: &str,
         outbox: Outbox,
+    ) -> Result<ParticipantId, ProtocolError> {
+        self.join_with(room, name, public_key, outbox, WelcomeIce::default())
+    }
+
+    /// [`Registry::join`] with the ICE servers (and policy) its `welcome` carries.
+    pub fn join_with(
+        &self,
+        room: &str,
+        name: &str,
+        public_key: &str,
+        outbox: Outbox,
+        ice: WelcomeIce,
     ) -> Result<ParticipantId, ProtocolError> {
         let mut inner = self.lock();
         let inner = &mut *inner;
@@ -121,7 +135,8 @@ impl Registry {
             id,
             room: room.to_owned(),
             participants: entry.roster(),
-            ice_servers: Vec::new(),
+            ice_servers: ice.servers,
+            ice_transport_policy: ice.transport_policy,
         });
         let joined = text(&ServerMessage::ParticipantJoined {
             participant: info.clone(),
@@ -268,7 +283,8 @@ mod tests {
                     id: 1,
                     room: "r".into(),
                     participants: vec![],
-                    ice_servers: vec![]
+                    ice_servers: vec![],
+                    ice_transport_policy: None,
                 },
                 ServerMessage::ParticipantJoined {
                     participant: info(2, "B")
@@ -281,7 +297,8 @@ mod tests {
                 id: 2,
                 room: "r".into(),
                 participants: vec![info(1, "A")],
-                ice_servers: vec![]
+                ice_servers: vec![],
+                ice_transport_policy: None,
             }]
         );
         assert_eq!(reg.counts(), (1, 2));

@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::state::AppState;
+use crate::turn::{TurnAddrs, TurnService, TurnSnapshot};
 
 /// Longest wait for WebSocket connections to finish after shutdown was triggered.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -46,6 +47,9 @@ pub enum ServerError {
     /// The SFU refused its configuration.
     #[error("cannot start the media server: {0}")]
     Sfu(#[from] sfu::SfuError),
+    /// The embedded TURN server could not bind its ports.
+    #[error("cannot start the TURN server: {0}")]
+    Turn(std::io::Error),
     /// Serving failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -70,7 +74,8 @@ impl Server {
     }
 
     /// Like [`Server::bind`] around an SFU the caller made (e.g. one whose test tap
-    /// the caller wants to observe). `config.sfu` is ignored.
+    /// the caller wants to observe). `config.sfu` must describe that SFU: the embedded
+    /// TURN server relays only to the media addresses it names.
     pub async fn bind_with_sfu(config: Config, sfu: sfu::Sfu) -> Result<Server, ServerError> {
         let listener =
             TcpListener::bind(config.listen)
@@ -86,10 +91,13 @@ impl Server {
                 "no index.html in the web directory; pages will 404"
             );
         }
+        let turn = TurnService::start(config.turn.clone(), &config.sfu, None)
+            .await
+            .map_err(ServerError::Turn)?;
         Ok(Server {
             listener,
             local_addr,
-            state: Arc::new(AppState::new(config, sfu)),
+            state: Arc::new(AppState::new(config, sfu, turn)),
         })
     }
 
@@ -101,6 +109,11 @@ impl Server {
     /// The server's SFU (a cheap clone).
     pub fn sfu(&self) -> sfu::Sfu {
         self.state.sfu.clone()
+    }
+
+    /// Where the embedded TURN server listens, if it runs.
+    pub fn turn_addrs(&self) -> Option<TurnAddrs> {
+        self.state.turn.addrs()
     }
 
     /// Serves until `signal` completes (e.g. [`crate::shutdown_signal`]), then shuts
@@ -132,6 +145,7 @@ impl Server {
         if !shutdown.wait_for_connections(SHUTDOWN_GRACE).await {
             tracing::warn!("some connections did not finish within {SHUTDOWN_GRACE:?}");
         }
+        state.turn.close().await;
         state.sfu.shutdown().await;
         tracing::info!("stopped");
         served.map_err(ServerError::Io)
@@ -177,6 +191,16 @@ impl ServerHandle {
     /// The server's SFU (a cheap clone).
     pub fn sfu(&self) -> sfu::Sfu {
         self.state.sfu.clone()
+    }
+
+    /// Where the embedded TURN server listens, if it runs.
+    pub fn turn_addrs(&self) -> Option<TurnAddrs> {
+        self.state.turn.addrs()
+    }
+
+    /// The embedded TURN server's counters, if it runs.
+    pub fn turn_stats(&self) -> Option<TurnSnapshot> {
+        self.state.turn.stats()
     }
 
     /// `(rooms, participants)` in the signaling registry right now.

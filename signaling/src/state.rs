@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::metrics::{Metrics, RegistryCounts};
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
+use crate::turn::TurnService;
 
 /// Server-wide state, behind an `Arc`.
 pub(crate) struct AppState {
@@ -23,17 +24,20 @@ pub(crate) struct AppState {
     pub shutdown: Shutdown,
     /// One permit per open WebSocket ([`crate::limits::Limits::max_connections`]).
     pub connection_slots: Arc<Semaphore>,
+    /// TURN credentials and the embedded TURN server.
+    pub turn: TurnService,
 }
 
 impl AppState {
-    /// Builds the state for `config` around an existing SFU.
-    pub fn new(config: Config, sfu: sfu::Sfu) -> Self {
+    /// Builds the state for `config` around an existing SFU and TURN service.
+    pub fn new(config: Config, sfu: sfu::Sfu, turn: TurnService) -> Self {
         let limits = &config.limits;
         AppState {
             registry: Registry::new(limits.max_rooms, limits.max_participants),
             connection_slots: Arc::new(Semaphore::new(limits.max_connections)),
             metrics: Metrics::default(),
             sfu,
+            turn,
             shutdown: Shutdown::default(),
             config,
         }
@@ -42,12 +46,14 @@ impl AppState {
     /// Renders `/metrics`.
     pub fn render_metrics(&self) -> String {
         let (rooms, participants) = self.registry.counts();
-        self.metrics.render(
+        let mut out = self.metrics.render(
             RegistryCounts {
                 rooms,
                 participants,
             },
             self.sfu.stats(),
-        )
+        );
+        self.turn.render_metrics(&mut out);
+        out
     }
 }

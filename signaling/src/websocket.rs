@@ -44,10 +44,11 @@ pub(crate) async fn upgrade(
     // waits for the connection.
     let guard = state.shutdown.guard();
     let cap = state.config.limits.max_frame_bytes;
+    let host = host.map(str::to_owned);
     ws.max_message_size(cap)
         .max_frame_size(cap)
         .on_upgrade(move |socket| async move {
-            crate::connection::run(socket, state, peer).await;
+            crate::connection::run(socket, state, peer, host).await;
             drop(slot);
             drop(guard);
         })

@@ -156,6 +156,7 @@ fn every_server_message_round_trips() {
                 username: None,
                 credential: None,
             }],
+            ice_transport_policy: Some(IceTransportPolicy::Relay),
         },
         ServerMessage::ParticipantJoined { participant: info },
         ServerMessage::ParticipantLeft { id: 2 },
@@ -203,7 +204,8 @@ fn server_wire_shapes_match_the_contract() {
             id: 1,
             room: "r".into(),
             participants: vec![],
-            ice_servers: vec![]
+            ice_servers: vec![],
+            ice_transport_policy: None,
         })
         .unwrap(),
         json!({"type": "welcome", "id": 1, "room": "r", "participants": [], "ice_servers": []})

@@ -10,3 +10,5 @@ mod http;
 mod limits;
 mod media;
 mod shutdown;
+mod turn;
+mod turn_client;

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -31,13 +32,19 @@ const MEDIA_TYPES: [&str; 5] = [
 
 /// Starts a server in-process on a free port. Each server of this test binary gets
 /// its own UDP port range, so that parallel tests' SFUs never compete for a port.
-pub async fn start(mut config: Config) -> ServerHandle {
+pub async fn start(config: Config) -> ServerHandle {
+    start_with_ports(config).await.0
+}
+
+/// [`start`], also returning the SFU's UDP port range.
+pub async fn start_with_ports(mut config: Config) -> (ServerHandle, RangeInclusive<u16>) {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT_RANGE: AtomicU16 = AtomicU16::new(0);
     let n = NEXT_RANGE.fetch_add(1, Ordering::Relaxed) % 100;
     let first = 45_000 + n * 40;
     config.sfu.udp_ports = first..=first + 39;
-    Server::bind(config).await.expect("bind").spawn()
+    let ports = config.sfu.udp_ports.clone();
+    (Server::bind(config).await.expect("bind").spawn(), ports)
 }
 
 /// A server with default settings on a free port.
