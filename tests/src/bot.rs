@@ -73,6 +73,8 @@ pub struct BotConfig {
     pub keep_plaintext: bool,
     /// Run on every key install and sending-epoch change.
     pub on_keys: Option<SessionHook>,
+    /// Reach the SFU only through the server's TURN relay.
+    pub relay: bool,
 }
 
 impl BotConfig {
@@ -90,6 +92,7 @@ impl BotConfig {
             capture: false,
             keep_plaintext: false,
             on_keys: None,
+            relay: false,
         }
     }
 }
@@ -622,6 +625,7 @@ async fn run(
     let identity = Identity::generate();
     let mut opts = JoinOptions::new(&cfg.url, &cfg.room, &cfg.name);
     opts.public_key = identity.public_key().to_vec();
+    opts.relay = cfg.relay;
     let p = match Participant::join(opts).await {
         Ok(p) => p,
         Err(e) => {

@@ -1,7 +1,8 @@
 //! A native meeting participant: the signaling connection plus the two PeerConnections.
 //!
-//! [`Participant::join`] connects, creates the subscribe connection (the server offers on it
-//! whenever tracks come and go; we answer), sends `join` and waits for `welcome`.
+//! [`Participant::join`] connects, sends `join`, waits for `welcome` and creates the subscribe
+//! connection with the ICE servers it names (the server offers on it whenever tracks come
+//! and go; we answer).
 //! [`Participant::publish`] creates the publish connection with sendonly tracks and offers it.
 //! A background driver routes SDP and ICE candidates between the server and the two
 //! connections; everything else the server says arrives on [`Participant::events`], and
@@ -17,7 +18,7 @@ use tokio::task::JoinHandle;
 use crate::protocol::{
     Candidate, ClientMessage, MediaKind, ParticipantInfo, PcName, ServerMessage,
 };
-use crate::rtc::{LocalTrack, ReceivedRtp, RtcError, RtcEvent, RtcPeer, RtpSink};
+use crate::rtc::{IceConfig, LocalTrack, ReceivedRtp, RtcError, RtcEvent, RtcPeer, RtpSink};
 use crate::signal::{Inbound, Outbound, SignalConnection, SignalError};
 
 /// What can fail while joining or publishing.
@@ -60,6 +61,8 @@ pub struct JoinOptions {
     pub token: Option<String>,
     /// How many received packets may wait unread before new ones are dropped (counted).
     pub media_capacity: usize,
+    /// Use relayed (TURN) candidates only, whatever the server says.
+    pub relay: bool,
 }
 
 impl JoinOptions {
@@ -74,6 +77,7 @@ impl JoinOptions {
             public_key: key,
             token: None,
             media_capacity: 16_384,
+            relay: false,
         }
     }
 }
@@ -195,6 +199,8 @@ struct Shared {
     publish: Mutex<Option<Arc<RtcPeer>>>,
     subscribe: Arc<RtcPeer>,
     publish_answered: watch::Sender<u64>,
+    /// TURN servers and policy from `welcome`, for the publish connection too.
+    ice: IceConfig,
 }
 
 impl Shared {
@@ -244,34 +250,29 @@ impl Participant {
     pub async fn join(opts: JoinOptions) -> Result<Participant, ParticipantError> {
         let conn = SignalConnection::connect(&opts.url).await?;
         let (out, mut incoming, writer) = conn.split();
-        let (rtc_tx, mut rtc_rx) = mpsc::unbounded_channel();
-        let (sink, media) = RtpSink::new(opts.media_capacity);
-        let subscribe =
-            Arc::new(RtcPeer::new(PcName::Subscribe, rtc_tx.clone(), Some(sink.clone())).await?);
-        let (answered_tx, _) = watch::channel(0u64);
-        let shared = Arc::new(Shared {
-            out,
-            gate: Mutex::new(CandidateGate::default()),
-            publish: Mutex::new(None),
-            subscribe,
-            publish_answered: answered_tx,
-        });
-        shared.send(ClientMessage::join(
+        let _ = out.send(Outbound::Json(ClientMessage::join(
             &opts.room,
             &opts.name,
             &opts.public_key,
             opts.token.clone(),
-        ));
+        )));
         let welcome = tokio::time::timeout(Duration::from_secs(10), incoming.recv())
             .await
             .map_err(|_| SignalError::Timeout(Duration::from_secs(10)))??;
-        let (id, room, roster) = match welcome {
+        let (id, room, roster, ice) = match welcome {
             Inbound::Message(ServerMessage::Welcome {
                 id,
                 room,
                 participants,
-                ..
-            }) => (id, room, participants),
+                ice_servers,
+                ice_transport_policy,
+            }) => {
+                let ice = IceConfig {
+                    servers: ice_servers,
+                    relay_only: opts.relay || ice_transport_policy.as_deref() == Some("relay"),
+                };
+                (id, room, participants, ice)
+            }
             Inbound::Message(ServerMessage::Error { code, message }) => {
                 writer.abort();
                 return Err(ParticipantError::Refused { code, message });
@@ -282,6 +283,25 @@ impl Participant {
             }
         };
 
+        // Created after `welcome` because it needs the ICE servers; the server offers on it
+        // only once we are in the room, and the driver below starts reading only now.
+        let (rtc_tx, mut rtc_rx) = mpsc::unbounded_channel();
+        let (sink, media) = RtpSink::new(opts.media_capacity);
+        let subscribe = RtcPeer::new(PcName::Subscribe, rtc_tx.clone(), Some(sink.clone()), &ice)
+            .await
+            .map_err(|e| {
+                writer.abort();
+                e
+            })?;
+        let (answered_tx, _) = watch::channel(0u64);
+        let shared = Arc::new(Shared {
+            out,
+            gate: Mutex::new(CandidateGate::default()),
+            publish: Mutex::new(None),
+            subscribe: Arc::new(subscribe),
+            publish_answered: answered_tx,
+            ice,
+        });
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let driver = {
             let shared = shared.clone();
@@ -318,7 +338,7 @@ impl Participant {
     /// for the server's answer and for the connection to be up, and returns the tracks.
     pub async fn publish(&self, kinds: &[MediaKind]) -> Result<Vec<LocalTrack>, ParticipantError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let pc = Arc::new(RtcPeer::new(PcName::Publish, tx, None).await?);
+        let pc = Arc::new(RtcPeer::new(PcName::Publish, tx, None, &self.shared.ice).await?);
         let stream_id = format!("sealed-{}", self.id);
         let mut tracks = Vec::new();
         for kind in kinds {

@@ -20,6 +20,19 @@ pub enum PcName {
     Subscribe,
 }
 
+/// An entry of `welcome.ice_servers` (the browser's `RTCIceServer`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `turn:` / `turns:` / `stun:` URLs.
+    pub urls: Vec<String>,
+    /// TURN username.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// TURN password.
+    #[serde(default)]
+    pub credential: Option<String>,
+}
+
 /// An ICE candidate in the browser's `RTCIceCandidateInit` JSON shape.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Candidate {
@@ -158,9 +171,12 @@ pub enum ServerMessage {
         room: String,
         /// Others already present, ascending id.
         participants: Vec<ParticipantInfo>,
-        /// ICE servers to use (opaque here).
+        /// ICE servers to use: the server's TURN with our credential.
         #[serde(default)]
-        ice_servers: Vec<serde_json::Value>,
+        ice_servers: Vec<IceServer>,
+        /// `"relay"` on test servers that force relayed media.
+        #[serde(default)]
+        ice_transport_policy: Option<String>,
     },
     /// Someone entered.
     ParticipantJoined {
@@ -301,5 +317,20 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(m, ServerMessage::Welcome { id: 1, .. }));
+        let m: ServerMessage = serde_json::from_str(
+            r#"{"type":"welcome","id":1,"room":"r","participants":[],"ice_transport_policy":"relay",
+                "ice_servers":[{"urls":["turn:h:3478?transport=udp"],"username":"9:u","credential":"p"}]}"#,
+        )
+        .unwrap();
+        let ServerMessage::Welcome {
+            ice_servers,
+            ice_transport_policy,
+            ..
+        } = m
+        else {
+            panic!("not a welcome");
+        };
+        assert_eq!(ice_servers[0].username.as_deref(), Some("9:u"));
+        assert_eq!(ice_transport_policy.as_deref(), Some("relay"));
     }
 }

@@ -28,11 +28,46 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
-    RTCPeerConnectionState, RTCSessionDescription, Registry, register_default_interceptors,
+    RTCConfiguration, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceServer,
+    RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    RTCSessionDescription, Registry, register_default_interceptors,
 };
 
-use crate::protocol::{Candidate, MediaKind, PcName};
+use crate::protocol::{Candidate, IceServer, MediaKind, PcName};
+
+/// How a participant's connections find a path to the SFU: the server's TURN servers
+/// (from `welcome`) and whether to use relayed candidates only.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IceConfig {
+    /// TURN servers with our credential.
+    pub servers: Vec<IceServer>,
+    /// Gather and use relayed (TURN) candidates only, like a browser with
+    /// `iceTransportPolicy: "relay"`.
+    pub relay_only: bool,
+}
+
+impl IceConfig {
+    fn rtc_configuration(&self) -> RTCConfiguration {
+        let servers = self
+            .servers
+            .iter()
+            .map(|s| RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone().unwrap_or_default(),
+                credential: s.credential.clone().unwrap_or_default(),
+            })
+            .collect();
+        let policy = if self.relay_only {
+            RTCIceTransportPolicy::Relay
+        } else {
+            RTCIceTransportPolicy::All
+        };
+        RTCConfigurationBuilder::new()
+            .with_ice_servers(servers)
+            .with_ice_transport_policy(policy)
+            .build()
+    }
+}
 
 /// RTP payload type of Opus (CONTRACTS §1).
 pub const OPUS_PT: u8 = 111;
@@ -369,6 +404,7 @@ impl RtcPeer {
         name: PcName,
         events: mpsc::UnboundedSender<RtcEvent>,
         sink: Option<RtpSink>,
+        ice: &IceConfig,
     ) -> Result<RtcPeer, RtcError> {
         let mut engine = media_engine()?;
         let registry = register_default_interceptors(Registry::new(), &mut engine)
@@ -384,7 +420,7 @@ impl RtcPeer {
             remotes: remotes.clone(),
         });
         let pc = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_configuration(ice.rtc_configuration())
             .with_media_engine(engine)
             .with_interceptor_registry(registry)
             .with_handler(handler)
@@ -683,9 +719,14 @@ mod tests {
         let (pub_tx, mut pub_rx) = mpsc::unbounded_channel();
         let (sub_tx, mut sub_rx) = mpsc::unbounded_channel();
         let (sink, mut media) = RtpSink::new(1024);
-        let publisher = Arc::new(RtcPeer::new(PcName::Publish, pub_tx, None).await.unwrap());
+        let ice = IceConfig::default();
+        let publisher = Arc::new(
+            RtcPeer::new(PcName::Publish, pub_tx, None, &ice)
+                .await
+                .unwrap(),
+        );
         let receiver = Arc::new(
-            RtcPeer::new(PcName::Subscribe, sub_tx, Some(sink))
+            RtcPeer::new(PcName::Subscribe, sub_tx, Some(sink), &ice)
                 .await
                 .unwrap(),
         );

@@ -57,6 +57,10 @@ struct JoinArgs {
     /// Join even though the link has no secret (such a bot can decrypt nothing).
     #[arg(long)]
     no_secret: bool,
+    /// Reach the SFU only through the server's TURN relay (relayed ICE candidates only),
+    /// as a client behind a firewall that blocks direct media would.
+    #[arg(long)]
+    relay: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -207,6 +211,7 @@ async fn join(args: JoinArgs) -> Result<()> {
     cfg.audio = audio;
     cfg.video = args.video.is_some();
     cfg.decode_audio = true;
+    cfg.relay = args.relay;
     let bot = BotHandle::spawn(cfg).await.with_context(|| {
         format!(
             "cannot join room {:?} at {} (is the server running?)",

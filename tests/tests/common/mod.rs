@@ -63,6 +63,11 @@ impl TestServer {
         self.handle.as_ref().expect("running").sfu()
     }
 
+    /// The embedded TURN server's counters, if it runs.
+    pub fn turn_stats(&self) -> Option<signaling::turn::TurnSnapshot> {
+        self.handle.as_ref().expect("running").turn_stats()
+    }
+
     /// Stops the server and waits for it.
     pub async fn stop(mut self) {
         if let Some(h) = self.handle.take() {
