@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { frameCodec, preferCodecs } from '../../web/js/codecs.js';
+import { describePaths, failureMessage, pathKind, selectedPath } from '../../web/js/connection-info.js';
 import {
   classifyDrop,
   DECRYPTING_WINDOW_MS,
@@ -185,4 +186,49 @@ test('missing browser features are named', () => {
   const old = { ...full, RTCRtpScriptTransform: undefined };
   assert.deepEqual(missingFeatures(old), ['encoded transforms (RTCRtpScriptTransform)']);
   assert.equal(missingFeatures({}).length, 6);
+});
+
+test('the media path is read from the selected candidate pair', () => {
+  assert.equal(pathKind({ candidateType: 'host', protocol: 'udp' }), 'direct-udp');
+  assert.equal(pathKind({ candidateType: 'srflx', protocol: 'udp' }), 'direct-udp');
+  assert.equal(pathKind({ candidateType: 'host', protocol: 'tcp' }), 'direct-tcp');
+  assert.equal(pathKind({ candidateType: 'relay', protocol: 'udp', relayProtocol: 'tls' }), 'relay-tls');
+  assert.equal(pathKind({ candidateType: 'relay', protocol: 'udp', relayProtocol: 'tcp' }), 'relay-tcp');
+  assert.equal(pathKind({ candidateType: 'relay', protocol: 'udp' }), 'relay-udp');
+  assert.equal(pathKind(undefined), null);
+
+  // Chromium: the transport names the selected pair.
+  const chromium = new Map([
+    ['T1', { type: 'transport', selectedCandidatePairId: 'P2' }],
+    ['P1', { type: 'candidate-pair', localCandidateId: 'L1', remoteCandidateId: 'R1', state: 'failed' }],
+    ['P2', { type: 'candidate-pair', localCandidateId: 'L2', remoteCandidateId: 'R1', state: 'succeeded' }],
+    ['L1', { type: 'local-candidate', candidateType: 'host', protocol: 'udp' }],
+    ['L2', { type: 'local-candidate', candidateType: 'relay', protocol: 'udp', relayProtocol: 'udp' }],
+    ['R1', { type: 'remote-candidate', candidateType: 'host', protocol: 'udp' }],
+  ]);
+  const path = selectedPath(chromium);
+  assert.equal(path.kind, 'relay-udp');
+  assert.match(path.label, /Relayed/);
+  assert.equal(path.remote.type, 'host');
+  // Firefox: the pair says it is selected.
+  const firefox = new Map([
+    ['P1', { type: 'candidate-pair', localCandidateId: 'L1', remoteCandidateId: 'R1', selected: true }],
+    ['L1', { type: 'local-candidate', candidateType: 'host', protocol: 'tcp' }],
+    ['R1', { type: 'remote-candidate', candidateType: 'host', protocol: 'tcp' }],
+  ]);
+  assert.equal(selectedPath(firefox).kind, 'direct-tcp');
+  assert.equal(selectedPath(new Map()), null);
+
+  const direct = selectedPath(firefox);
+  assert.equal(describePaths({ publish: null, subscribe: null }), 'Connecting…');
+  assert.equal(describePaths({ publish: direct, subscribe: direct }), 'Direct (TCP)');
+  assert.equal(describePaths({ publish: path, subscribe: direct }), `Sending: ${path.label}. Receiving: Direct (TCP).`);
+});
+
+test('a media failure is explained in words a person can act on', () => {
+  const withRelay = failureMessage({ relayOffered: true });
+  assert.match(withRelay, /relay/);
+  assert.match(withRelay, /another network/);
+  const withoutRelay = failureMessage({ relayOffered: false });
+  assert.match(withoutRelay, /offers no relay/);
 });

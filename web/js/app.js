@@ -5,6 +5,7 @@
 // (here, in the Call and in the worker). It is never logged, stored or sent.
 
 import { Call } from './call.js';
+import { ConnectionPanel } from './connection-info.js';
 import { E2ee } from './e2ee.js';
 import { MeetingView } from './meeting-view.js';
 import { Prejoin } from './prejoin.js';
@@ -192,10 +193,10 @@ class Meeting {
         }
         view.setBanner(`The server reported a problem: ${message} (${code})`, 'bad');
       },
-      onDisconnected: (reason) => {
+      onDisconnected: (reason, { noPath } = {}) => {
         // Rejoin as a new participant with a fresh identity; the others rotate keys.
         this.call = null;
-        this.#scheduleRetry(`Connection lost: ${reason}.`);
+        this.#scheduleRetry(noPath ? reason : `Connection lost: ${reason}.`);
       },
     };
   }
@@ -240,6 +241,7 @@ async function startPrejoin(room, secret) {
     }
     const view = new MeetingView($('meeting'));
     meeting = new Meeting({ room, secret, name, stream: prejoin.stream, e2ee, view });
+    watchConnectionPath(meeting, new ConnectionPanel(document.querySelector('#meeting .sidebar')));
     meeting.timings.joinClickedAt = clickedAt;
     wireControls(meeting, room, secret);
     view.showSelf(name, prejoin.stream);
@@ -247,6 +249,17 @@ async function startPrejoin(room, secret) {
     showSection('meeting');
     await meeting.connect();
   };
+}
+
+/** Keeps the connection details up to date while the meeting lasts. */
+function watchConnectionPath(current, panel) {
+  const refresh = async () => {
+    if (current.state === 'left') return;
+    const call = current.call;
+    panel.show(call ? await call.mediaPaths() : { publish: null, subscribe: null });
+    setTimeout(refresh, 2000);
+  };
+  refresh();
 }
 
 function wireControls(current, room, secret) {

@@ -11,6 +11,7 @@
 // A reconnect is a new Call (with a fresh identity), never a repaired one.
 
 import { applyCodecPreferences } from './codecs.js';
+import { failureMessage, peerPath } from './connection-info.js';
 import { decodeBase64Url, encodeBase64Url } from './secret.js';
 import { PROTOCOL_VERSION, SignalingClient, signalingUrl } from './signaling.js';
 
@@ -24,10 +25,11 @@ export class JoinError extends Error {
 
 /** One PeerConnection with the bookkeeping both of ours need. */
 class Peer {
-  constructor(kind, iceServers, sendCandidate, onError) {
+  constructor(kind, { iceServers, iceTransportPolicy }, sendCandidate, onError) {
     this.kind = kind;
     this.onError = onError;
-    this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    this.pc = new RTCPeerConnection({ iceServers, iceTransportPolicy, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    this.everConnected = false;
     this.localDescriptionSent = false;
     this.localCandidates = [];
     this.remoteCandidates = [];
@@ -85,7 +87,8 @@ class Peer {
  * `handlers` (all optional): onWelcome({ownId, participants}), onParticipantJoined(p),
  * onParticipantLeft(id), onRemoteTrack(participantId, track, stream),
  * onTrackMuted(participantId, kind, muted), onActiveSpeakers(ids),
- * onServerError(code, message), onDisconnected(reason).
+ * onServerError(code, message), onDisconnected(reason, {noPath}) — `noPath`: the
+ * media never connected and `reason` is a whole explanation for a person.
  */
 export class Call {
   #signaling = null;
@@ -214,15 +217,24 @@ export class Call {
     return {
       publishState: this.#publish?.pc.connectionState ?? 'none',
       subscribeState: this.#subscribe?.pc.connectionState ?? 'none',
+      path: await this.mediaPaths(),
       inbound,
       outbound,
     };
   }
 
-  #disconnected(reason) {
+  /** The network path each PeerConnection uses now (see connection-info.js). */
+  async mediaPaths() {
+    return {
+      publish: await peerPath(this.#publish?.pc),
+      subscribe: await peerPath(this.#subscribe?.pc),
+    };
+  }
+
+  #disconnected(reason, details = {}) {
     if (this.#ended) return;
     this.dispose();
-    this.handlers.onDisconnected?.(reason);
+    this.handlers.onDisconnected?.(reason, details);
   }
 
   #negotiationFailed = (error) => {
@@ -300,6 +312,10 @@ export class Call {
   #onWelcome(msg) {
     this.ownId = msg.id;
     const iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
+    // Only a server started with its test switch sends "relay"; relayed media is
+    // as end-to-end encrypted as direct media.
+    const ice = { iceServers, iceTransportPolicy: msg.ice_transport_policy === 'relay' ? 'relay' : 'all' };
+    this.relayOffered = iceServers.length > 0;
     const participants = msg.participants ?? [];
     this.e2ee.start({
       room: this.room,
@@ -307,11 +323,11 @@ export class Call {
       secret: this.secret,
       members: participants.map((p) => ({ id: p.id, publicKey: decodeBase64Url(p.public_key) })),
     });
-    this.#subscribe = new Peer('subscribe', iceServers, this.#sendCandidate, this.#negotiationFailed);
+    this.#subscribe = new Peer('subscribe', ice, this.#sendCandidate, this.#negotiationFailed);
     this.#subscribe.pc.ontrack = (event) => this.#onTrack(event);
     this.#watchConnection(this.#subscribe);
     if (this.localStream.getTracks().length > 0) {
-      this.#publish = new Peer('publish', iceServers, this.#sendCandidate, this.#negotiationFailed);
+      this.#publish = new Peer('publish', ice, this.#sendCandidate, this.#negotiationFailed);
       this.#watchConnection(this.#publish);
       this.#publish.enqueue(() => this.#offerPublish());
     }
@@ -322,8 +338,14 @@ export class Call {
 
   #watchConnection(peer) {
     peer.pc.onconnectionstatechange = () => {
-      if (peer.pc.connectionState === 'failed') {
+      const state = peer.pc.connectionState;
+      if (state === 'connected') peer.everConnected = true;
+      if (state !== 'failed') return;
+      if (peer.everConnected) {
         this.#disconnected(`the ${peer.kind} media connection failed`);
+      } else {
+        // Never connected: no network path works from here; say so plainly.
+        this.#disconnected(failureMessage({ relayOffered: this.relayOffered }), { noPath: true });
       }
     };
   }
