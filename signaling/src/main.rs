@@ -25,6 +25,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .filter_map(|d| d.parse().ok())
         .fold(filter, EnvFilter::add_directive);
     tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Linux starts us with a soft limit of 1024 descriptors; the hard limit is what
+    // the operator allows. The connection cap is derived from it in Server::bind.
+    match signaling::descriptors::raise_limit() {
+        Ok(limit) if limit.now > limit.before => {
+            tracing::info!(from = limit.before, to = limit.now, "raised RLIMIT_NOFILE");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE"),
+    }
     let config = args.into_config()?;
     let auth = if config.auth_secret.is_some() {
         "tokens required"
