@@ -5,8 +5,10 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+use crate::addresses::TrustedProxies;
 use crate::auth::AuthSecret;
 use crate::limits::Limits;
+use crate::tls::TlsConfig;
 use crate::turn::TurnConfig;
 
 /// The web directory of this checkout (`<repo>/web`), fixed at compile time so that
@@ -53,6 +55,11 @@ pub struct Config {
     pub limits: Limits,
     /// TURN: the embedded server and/or an external one, and credential lifetime.
     pub turn: TurnConfig,
+    /// HTTPS (and TURN over TLS) when set; plain HTTP otherwise.
+    pub tls: Option<TlsConfig>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (see
+    /// [`crate::addresses`]); empty: every client is its TCP peer.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for Config {
@@ -65,6 +72,8 @@ impl Default for Config {
             web_dir: PathBuf::from(DEFAULT_WEB_DIR),
             limits: Limits::default(),
             turn: TurnConfig::default(),
+            tls: None,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }

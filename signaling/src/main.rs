@@ -20,24 +20,62 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // tungstenite logs whole WebSocket frames at debug/trace, and those frames carry
     // E2EE key messages: never let a verbose RUST_LOG print them.
-    let filter = ["tungstenite=info", "tokio_tungstenite=info"]
-        .into_iter()
-        .filter_map(|d| d.parse().ok())
-        .fold(filter, EnvFilter::add_directive);
+    // The turn crate logs every relayed datagram at debug: cap it like tungstenite.
+    let filter = [
+        "tungstenite=info",
+        "tokio_tungstenite=info",
+        "turn=info",
+        "stun=info",
+    ]
+    .into_iter()
+    .filter_map(|d| d.parse().ok())
+    .fold(filter, EnvFilter::add_directive);
     tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Linux starts us with a soft limit of 1024 descriptors; the hard limit is what
+    // the operator allows. The connection cap is derived from it in Server::bind.
+    match signaling::descriptors::raise_limit() {
+        Ok(limit) if limit.now > limit.before => {
+            tracing::info!(from = limit.before, to = limit.now, "raised RLIMIT_NOFILE");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE"),
+    }
     let config = args.into_config()?;
     let auth = if config.auth_secret.is_some() {
         "tokens required"
     } else {
         "open rooms"
     };
+    let self_signed = matches!(
+        config.tls.as_ref().map(|t| &t.source),
+        Some(signaling::tls::TlsSource::SelfSigned { .. })
+    );
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let server = Server::bind(config).await?;
     let addr = server.local_addr();
     let url = if addr.ip().is_unspecified() {
-        format!("http://localhost:{}/", addr.port())
+        format!("{scheme}://localhost:{}/", addr.port())
     } else {
-        format!("http://{addr}/")
+        format!("{scheme}://{addr}/")
     };
+    if let Some(f) = server.tls_fingerprints() {
+        if self_signed {
+            // For people comparing what the browser shows, and for Chromium's flag.
+            println!(
+                "TLS certificate (self-signed) SHA-256 fingerprint: {}",
+                f.sha256
+            );
+            println!(
+                "Chromium without warnings: --ignore-certificate-errors-spki-list={}",
+                f.spki_sha256
+            );
+        }
+        tracing::info!(sha256 = %f.sha256, "TLS certificate");
+    }
     tracing::info!(%addr, auth, "Sealed is listening");
     println!("Sealed is running: open {url} to start a meeting");
     server.run(signaling::shutdown_signal()).await?;

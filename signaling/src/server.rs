@@ -13,8 +13,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The shutdown sequence (see [`crate::shutdown`]): stop accepting, finish in-flight
-//! HTTP requests, tell every WebSocket `1001 server shutting down` and wait for the
+//! Connections are accepted and counted by [`crate::accept`]. The shutdown sequence
+//! (see [`crate::shutdown`]): stop accepting, finish in-flight HTTP requests, tell every WebSocket `1001 server shutting down` and wait for the
 //! connection tasks to leave their rooms (bounded by [`SHUTDOWN_GRACE`]), then
 //! [`sfu::Sfu::shutdown`].
 
@@ -28,7 +28,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::state::AppState;
+use crate::tls::{Fingerprints, Tls};
 use crate::turn::{TurnAddrs, TurnService, TurnSnapshot};
+use tokio_rustls::TlsAcceptor;
 
 /// Longest wait for WebSocket connections to finish after shutdown was triggered.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -50,6 +52,9 @@ pub enum ServerError {
     /// The embedded TURN server could not bind its ports.
     #[error("cannot start the TURN server: {0}")]
     Turn(std::io::Error),
+    /// The certificate could not be loaded or made.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// Serving failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -62,6 +67,10 @@ pub enum ServerError {
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// The plain-HTTP listener that redirects to HTTPS, if configured.
+    redirect: Option<TcpListener>,
+    /// The HTTPS handshake, when TLS is on.
+    https: Option<TlsAcceptor>,
     state: Arc<AppState>,
 }
 
@@ -76,7 +85,11 @@ impl Server {
     /// Like [`Server::bind`] around an SFU the caller made (e.g. one whose test tap
     /// the caller wants to observe). `config.sfu` must describe that SFU: the embedded
     /// TURN server relays only to the media addresses it names.
-    pub async fn bind_with_sfu(config: Config, sfu: sfu::Sfu) -> Result<Server, ServerError> {
+    ///
+    /// The connection cap is `config.limits.max_connections` lowered to what the
+    /// process's descriptor limit allows next to the media sockets
+    /// ([`crate::descriptors::connection_budget`]).
+    pub async fn bind_with_sfu(mut config: Config, sfu: sfu::Sfu) -> Result<Server, ServerError> {
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -85,19 +98,36 @@ impl Server {
                     source,
                 })?;
         let local_addr = listener.local_addr()?;
+        config.limits.max_connections = connection_cap(&config);
         if !config.web_dir.join("index.html").is_file() {
             tracing::warn!(
                 web_dir = %config.web_dir.display(),
                 "no index.html in the web directory; pages will 404"
             );
         }
-        let turn = TurnService::start(config.turn.clone(), &config.sfu, None)
+        let tls = match &config.tls {
+            Some(tls) => Some(Arc::new(Tls::new(tls)?)),
+            None => None,
+        };
+        let https = tls.as_ref().map(|t| t.http_acceptor()).transpose()?;
+        let redirect = match config.tls.as_ref().and_then(|t| t.http_redirect) {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        let turn_tls = tls.as_ref().map(|t| t.turn_acceptor()).transpose()?;
+        let turn = TurnService::start(config.turn.clone(), &config.sfu, turn_tls)
             .await
             .map_err(ServerError::Turn)?;
         Ok(Server {
             listener,
             local_addr,
-            state: Arc::new(AppState::new(config, sfu, turn)),
+            redirect,
+            https,
+            state: Arc::new(AppState::new(config, sfu, turn, tls)),
         })
     }
 
@@ -116,6 +146,16 @@ impl Server {
         self.state.turn.addrs()
     }
 
+    /// The certificate's fingerprints, when TLS is on.
+    pub fn tls_fingerprints(&self) -> Option<Fingerprints> {
+        self.state.tls.as_ref().map(|t| t.fingerprints().clone())
+    }
+
+    /// Where the HTTP→HTTPS redirect listens, if configured.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `signal` completes (e.g. [`crate::shutdown_signal`]), then shuts
     /// down gracefully.
     pub async fn run(
@@ -124,31 +164,41 @@ impl Server {
     ) -> Result<(), ServerError> {
         let state = self.state;
         let shutdown = state.shutdown.clone();
-        let app =
-            crate::web::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let graceful = {
-            let shutdown = shutdown.clone();
-            async move {
-                tokio::select! {
-                    () = signal => {}
-                    () = shutdown.triggered() => {}
-                }
-                shutdown.trigger();
-                tracing::info!("shutting down");
+        let router = crate::web::router(state.clone());
+        let graceful = async {
+            tokio::select! {
+                () = signal => {}
+                () = shutdown.triggered() => {}
+            }
+            shutdown.trigger();
+            tracing::info!("shutting down");
+        };
+        let redirect = async {
+            if let Some(listener) = self.redirect {
+                let router = crate::tls::redirect_router(self.local_addr.port());
+                crate::accept::accept_loop(listener, state.clone(), router, None).await;
             }
         };
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(graceful)
-            .await;
-        // Whatever ended serving, make sure every connection hears about it.
-        shutdown.trigger();
+        let reload = async {
+            #[cfg(unix)]
+            if let Some(tls) = state.tls.clone().filter(|t| t.reloadable()) {
+                crate::tls::reload_on_sighup(tls, shutdown.triggered()).await;
+            }
+        };
+        // The accept loops (and the reloader) end on the same trigger.
+        tokio::join!(
+            crate::accept::accept_loop(self.listener, state.clone(), router, self.https),
+            redirect,
+            reload,
+            graceful
+        );
         if !shutdown.wait_for_connections(SHUTDOWN_GRACE).await {
             tracing::warn!("some connections did not finish within {SHUTDOWN_GRACE:?}");
         }
         state.turn.close().await;
         state.sfu.shutdown().await;
         tracing::info!("stopped");
-        served.map_err(ServerError::Io)
+        Ok(())
     }
 
     /// Runs the server on a background task; the returned handle stops it.
@@ -162,6 +212,34 @@ impl Server {
             task: Some(task),
         }
     }
+}
+
+/// The configured connection cap, lowered to the descriptor budget.
+fn connection_cap(config: &Config) -> usize {
+    let configured = config.limits.max_connections;
+    let Some(nofile) = crate::descriptors::soft_limit() else {
+        return configured;
+    };
+    // The embedded TURN server's relay sockets and streams come out of the same budget.
+    let media = crate::descriptors::media_descriptors(&config.sfu) + config.turn.descriptors();
+    let budget = crate::descriptors::connection_budget(nofile, media);
+    let cap = configured.min(budget);
+    if cap < configured && configured != crate::Limits::default().max_connections {
+        tracing::warn!(
+            configured,
+            cap,
+            nofile,
+            "--max-connections is above what the descriptor limit allows; lowered"
+        );
+    }
+    tracing::info!(
+        cap,
+        nofile,
+        media_sockets = media,
+        reserved = crate::descriptors::RESERVED,
+        "connection cap"
+    );
+    cap
 }
 
 /// A server running on a background task (see [`Server::spawn`]). Dropping the handle
@@ -178,14 +256,38 @@ impl ServerHandle {
         self.local_addr
     }
 
-    /// `http://<addr>` (no trailing slash), for HTTP requests.
+    /// `http://<addr>` (`https://` with TLS; no trailing slash), for HTTP requests.
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.local_addr)
+        let scheme = if self.state.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.local_addr)
     }
 
-    /// `ws://<addr>/ws`, the signaling endpoint.
+    /// `ws://<addr>/ws` (`wss://` with TLS), the signaling endpoint.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.local_addr)
+        let scheme = if self.state.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}/ws", self.local_addr)
+    }
+
+    /// The certificate's fingerprints, when TLS is on.
+    pub fn tls_fingerprints(&self) -> Option<Fingerprints> {
+        self.state.tls.as_ref().map(|t| t.fingerprints().clone())
+    }
+
+    /// Re-reads the certificate files, as SIGHUP does; new connections get the new
+    /// certificate, open ones keep theirs.
+    pub fn reload_tls(&self) -> Result<Fingerprints, crate::tls::TlsError> {
+        match &self.state.tls {
+            Some(tls) => tls.reload(),
+            None => Err(crate::tls::TlsError::NothingToReload),
+        }
     }
 
     /// The server's SFU (a cheap clone).
@@ -211,6 +313,18 @@ impl ServerHandle {
     /// Open WebSocket connections right now.
     pub fn open_connections(&self) -> u64 {
         self.state.metrics.open_connections()
+    }
+
+    /// Open TCP connections counted against the cap right now (HTTP, WebSocket, or
+    /// not speaking yet).
+    pub fn open_tcp_connections(&self) -> usize {
+        self.state.admission.open()
+    }
+
+    /// The connection cap in force (the configured one, lowered to the descriptor
+    /// budget).
+    pub fn connection_cap(&self) -> usize {
+        self.state.admission.cap()
     }
 
     /// Shuts the server down gracefully and waits until it has stopped.

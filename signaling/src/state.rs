@@ -1,14 +1,13 @@
 //! What every request handler and connection task shares.
 
-use std::sync::Arc;
-
-use tokio::sync::Semaphore;
-
+use crate::accept::Admission;
 use crate::config::Config;
 use crate::metrics::{Metrics, RegistryCounts};
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
+use crate::tls::Tls;
 use crate::turn::TurnService;
+use std::sync::Arc;
 
 /// Server-wide state, behind an `Arc`.
 pub(crate) struct AppState {
@@ -22,22 +21,30 @@ pub(crate) struct AppState {
     pub sfu: sfu::Sfu,
     /// Shutdown signal and connection tracker.
     pub shutdown: Shutdown,
-    /// One permit per open WebSocket ([`crate::limits::Limits::max_connections`]).
-    pub connection_slots: Arc<Semaphore>,
+    /// Connection cap and per-address counters.
+    pub admission: Admission,
     /// TURN credentials and the embedded TURN server.
     pub turn: TurnService,
+    /// The certificate, when TLS is on.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl AppState {
-    /// Builds the state for `config` around an existing SFU and TURN service.
-    pub fn new(config: Config, sfu: sfu::Sfu, turn: TurnService) -> Self {
+    /// Builds the state for `config` around an existing SFU and TURN service,
+    /// accepting at most `config.limits.max_connections` connections.
+    pub fn new(config: Config, sfu: sfu::Sfu, turn: TurnService, tls: Option<Arc<Tls>>) -> Self {
         let limits = &config.limits;
         AppState {
             registry: Registry::new(limits.max_rooms, limits.max_participants),
-            connection_slots: Arc::new(Semaphore::new(limits.max_connections)),
+            admission: Admission::new(
+                limits.max_connections,
+                limits,
+                config.trusted_proxies.clone(),
+            ),
             metrics: Metrics::default(),
             sfu,
             turn,
+            tls,
             shutdown: Shutdown::default(),
             config,
         }
@@ -50,6 +57,8 @@ impl AppState {
             RegistryCounts {
                 rooms,
                 participants,
+                tcp_connections: self.admission.open(),
+                connection_cap: self.admission.cap(),
             },
             self.sfu.stats(),
         );

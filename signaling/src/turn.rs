@@ -118,6 +118,16 @@ impl Default for TurnConfig {
     }
 }
 
+impl TurnConfig {
+    /// File descriptors the embedded server may hold at most: a relay socket and a
+    /// TCP/TLS stream per allocation, plus its listeners.
+    pub fn descriptors(&self) -> usize {
+        self.embedded
+            .as_ref()
+            .map_or(0, |e| e.max_allocations.saturating_mul(2).saturating_add(3))
+    }
+}
+
 /// What `welcome` tells a client about ICE.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct WelcomeIce {
@@ -223,40 +233,13 @@ fn url_host(configured: Option<&str>, request_host: Option<&str>, fallback: IpAd
     if let Some(host) = configured {
         return host.to_owned();
     }
-    if let Some(host) = request_host.and_then(host_part) {
+    if let Some(host) = request_host.and_then(crate::host::host_name) {
         return host.to_owned();
     }
     match fallback {
         IpAddr::V4(ip) => ip.to_string(),
         IpAddr::V6(ip) => format!("[{ip}]"),
     }
-}
-
-/// `example.com` of `example.com:8080`, `[::1]` of `[::1]:8080`; `None` for anything
-/// that is not a plain host (the header is the client's to choose, and it ends up in a
-/// URL).
-fn host_part(host: &str) -> Option<&str> {
-    let name = if host.starts_with('[') {
-        let end = host.find(']')?;
-        let (bracketed, rest) = host.split_at(end + 1);
-        if !(rest.is_empty() || rest.starts_with(':')) {
-            return None;
-        }
-        let inner = &bracketed[1..end];
-        let ok = !inner.is_empty()
-            && inner
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
-        return ok.then_some(bracketed);
-    } else {
-        host.split_once(':').map_or(host, |(name, _)| name)
-    };
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
-    ok.then_some(name)
 }
 
 #[cfg(test)]

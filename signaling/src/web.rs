@@ -72,7 +72,8 @@ const SECURITY_HEADERS: [(HeaderName, &str); 7] = [
 /// Builds the application router.
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     let static_files = ServeDir::new(&state.config.web_dir).append_index_html_on_directories(false);
-    Router::new()
+    let hsts = state.tls.as_ref().is_some_and(|t| t.hsts());
+    let router = Router::new()
         .route("/", get(index))
         .route("/m/{room}", get(meeting))
         .route("/ws", get(crate::websocket::upgrade))
@@ -80,7 +81,23 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .fallback_service(static_files)
         .layer(middleware::from_fn(headers))
-        .with_state(state)
+        .with_state(state);
+    if hsts {
+        router.layer(middleware::from_fn(strict_transport_security))
+    } else {
+        router
+    }
+}
+
+/// With a real certificate, browsers are told to come back over HTTPS only, for a
+/// year (not with a self-signed one: see [`crate::tls::Tls::hsts`]).
+async fn strict_transport_security(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    response
 }
 
 async fn index(State(state): State<Arc<AppState>>) -> Response {

@@ -19,9 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::media::{
     BodyInfo, FrameAssembler, check_body, synthetic_vp8_frame, tone, vp8_body, vp8_packetize,
 };
-use crate::participant::{Event, JoinOptions, Participant};
+use crate::participant::{Event, JoinOptions, Participant, ParticipantError};
 use crate::protocol::{MediaKind, ServerMessage, decode_b64, encode_b64};
 use crate::rtc::{LocalTrack, ReceivedRtp};
+use crate::signal::SignalError;
 
 /// Samples per 20 ms Opus frame at 48 kHz.
 pub const FRAME_SAMPLES: usize = 960;
@@ -254,7 +255,10 @@ impl BotReport {
 /// Why a bot could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BotError {
-    /// Joining failed.
+    /// The signaling server could not be reached (or refused the WebSocket).
+    #[error("cannot reach the server: {0}")]
+    Unreachable(String),
+    /// The server refused the join, or took it and then failed it.
     #[error("cannot join: {0}")]
     Join(String),
     /// The bot's task ended.
@@ -291,7 +295,7 @@ impl BotHandle {
             }),
             Ok(Err(e)) => {
                 let _ = task.await;
-                Err(BotError::Join(e))
+                Err(e)
             }
             Err(_) => Err(BotError::Stopped),
         }
@@ -620,7 +624,7 @@ impl Bot {
 async fn run(
     cfg: BotConfig,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
-    ready: oneshot::Sender<Result<u64, String>>,
+    ready: oneshot::Sender<Result<u64, BotError>>,
 ) {
     let identity = Identity::generate();
     let mut opts = JoinOptions::new(&cfg.url, &cfg.room, &cfg.name);
@@ -628,8 +632,12 @@ async fn run(
     opts.relay = cfg.relay;
     let p = match Participant::join(opts).await {
         Ok(p) => p,
+        Err(e @ ParticipantError::Signal(SignalError::Connect { .. })) => {
+            let _ = ready.send(Err(BotError::Unreachable(e.to_string())));
+            return;
+        }
         Err(e) => {
-            let _ = ready.send(Err(e.to_string()));
+            let _ = ready.send(Err(BotError::Join(e.to_string())));
             return;
         }
     };
@@ -642,7 +650,7 @@ async fn run(
     ) {
         Ok(s) => s,
         Err(e) => {
-            let _ = ready.send(Err(format!("engine: {e}")));
+            let _ = ready.send(Err(BotError::Join(format!("engine: {e}"))));
             return;
         }
     };
@@ -659,7 +667,11 @@ async fn run(
         match p.publish(&kinds).await {
             Ok(t) => t,
             Err(e) => {
-                let _ = ready.send(Err(format!("publish: {e}")));
+                // A failed join shows as `welcome` followed by an error.
+                let _ = ready.send(Err(BotError::Join(format!(
+                    "the server welcomed us as participant {} but then refused our media: {e}",
+                    p.id
+                ))));
                 return;
             }
         }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod abuse;
 mod auth;
 mod bad_input;
 mod flows;
@@ -10,5 +11,6 @@ mod http;
 mod limits;
 mod media;
 mod shutdown;
+mod tls;
 mod turn;
 mod turn_client;

@@ -26,9 +26,13 @@ use turn::proto::reqtrans::RequestedTransport;
 
 const WAIT: Duration = Duration::from_secs(5);
 
+/// A byte stream a TURN client can run over (TCP, or TLS around it).
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for S {}
+
 enum Transport {
     Udp(UdpSocket, SocketAddr),
-    Tcp(TcpStream),
+    Tcp(Box<dyn Stream>),
 }
 
 /// One TURN client (one 5-tuple).
@@ -61,7 +65,12 @@ impl TurnClient {
     /// A TCP client of the TURN server at `server`.
     pub async fn tcp(server: SocketAddr, username: &str, password: &str) -> TurnClient {
         let stream = TcpStream::connect(server).await.unwrap();
-        TurnClient::new(Transport::Tcp(stream), username, password)
+        TurnClient::stream(stream, username, password)
+    }
+
+    /// A client over an established stream (e.g. TLS).
+    pub fn stream(stream: impl Stream + 'static, username: &str, password: &str) -> TurnClient {
+        TurnClient::new(Transport::Tcp(Box::new(stream)), username, password)
     }
 
     fn new(transport: Transport, username: &str, password: &str) -> TurnClient {

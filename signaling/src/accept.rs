@@ -1,0 +1,506 @@
+//! The accept loop: every TCP connection is counted from the moment it is accepted
+//! until its last byte, HTTP request or WebSocket alike.
+//!
+//! ```text
+//! accept ──▶ admit ──▶ Serve(permit)  ──▶ serve_connection: HTTP/1.1 + upgrades
+//!   │          │                              (header timeout, graceful shutdown)
+//!   │          ├─▶ AtCapacity(slot)   ──▶ serve_refused: /healthz 200, else 503
+//!   │          └─▶ Refuse(reason)     ──▶ a canned 503, closed at once
+//!   └─ EMFILE/ENFILE ──▶ back off (10 ms … 1 s), one log line per 10 s
+//! ```
+//!
+//! * **Cap.** [`Limits::max_connections`] permits, lowered to the descriptor budget
+//!   ([`crate::descriptors`]), so the server refuses with 503 before the kernel
+//!   refuses `accept`. A connection holds its permit inside its byte stream
+//!   ([`Counted`]), so a WebSocket that hyper hands over on upgrade keeps it until it
+//!   closes, and a client that connects and never sends a byte holds one too.
+//! * **Health at the cap.** Connections over the cap are not dropped blindly:
+//!   [`REFUSED_SLOTS`] of them at a time get a short-lived HTTP server that answers
+//!   `/healthz` and says 503 to everything else, so monitoring still sees the
+//!   server alive while it is full.
+//! * **Per address.** A client address over [`Limits::max_connections_per_address`]
+//!   gets the canned 503 without being read (see [`crate::addresses`]).
+//! * **Timeouts.** A client must send each request head within
+//!   [`Limits::header_timeout`], including the first one and the WebSocket upgrade:
+//!   a silent or trickling client is gone within seconds.
+//!
+//! HTTP/1.1 only: browsers speak HTTP/2 only over TLS and reverse proxies talk
+//! HTTP/1.1 to their upstream; one request stream per connection keeps the
+//! accounting exact.
+//!
+//! [`serve_connection`] takes any `AsyncRead + AsyncWrite` byte stream, so a TLS
+//! acceptor slots in between `accept` and it without touching the rest. With TLS
+//! ([`crate::tls`]) the handshake runs on the connection's own task, holding the
+//! connection's permit and bounded by the same header timeout: a client that opens
+//! a TLS connection and stalls the handshake is counted and closed like one that
+//! stalls its request. Over the cap, the health-only server speaks TLS too; the
+//! canned plain-text refusal is replaced by a close.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
+
+use crate::addresses::{AddressKey, AddressLimits, ConnectionSlot, TrustedProxies};
+use crate::limits::Limits;
+use crate::state::AppState;
+
+/// Connections over the cap that may be in the health-only server at once.
+pub(crate) const REFUSED_SLOTS: usize = 64;
+
+/// How long a connection over the cap may take to send its request.
+const REFUSED_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Largest HTTP request head buffered (hyper's minimum is 8 KiB).
+const MAX_HEAD_BYTES: usize = 32 * 1024;
+
+/// How often forgotten per-address entries are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// At most one log line per this interval while `accept` keeps failing.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Decides for each new connection whether it is served.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    cap: usize,
+    slots: Arc<Semaphore>,
+    refused: Arc<Semaphore>,
+    /// Per-address counters, shared with the WebSocket gate and the join path.
+    pub addresses: Arc<AddressLimits>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub proxies: TrustedProxies,
+}
+
+/// What to do with a new connection.
+pub(crate) enum Admit {
+    /// Serve it; the permit counts it until it closes.
+    Serve(ConnectionPermit),
+    /// The server is full: answer `/healthz`, 503 to anything else.
+    AtCapacity(OwnedSemaphorePermit),
+    /// Refuse with a canned 503 and close, with this reason.
+    Refuse(&'static str),
+}
+
+/// A connection's place under the server cap (and its address's, unless the peer is
+/// a trusted proxy). Freed when dropped.
+#[derive(Debug)]
+pub(crate) struct ConnectionPermit {
+    _slot: OwnedSemaphorePermit,
+    _address: Option<ConnectionSlot>,
+}
+
+impl Admission {
+    /// Admission for `cap` connections and the per-address fields of `limits`.
+    pub fn new(cap: usize, limits: &Limits, proxies: TrustedProxies) -> Self {
+        Admission {
+            cap,
+            slots: Arc::new(Semaphore::new(cap)),
+            refused: Arc::new(Semaphore::new(REFUSED_SLOTS)),
+            addresses: Arc::new(AddressLimits::new(limits)),
+            proxies,
+        }
+    }
+
+    /// Decides about a connection from `peer`.
+    pub fn admit(&self, peer: SocketAddr) -> Admit {
+        let address = if self.proxies.contains(peer.ip()) {
+            None
+        } else {
+            match self.addresses.connect(AddressKey::of(peer.ip())) {
+                Some(slot) => Some(slot),
+                None => return Admit::Refuse("too many connections from your address"),
+            }
+        };
+        match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => Admit::Serve(ConnectionPermit {
+                _slot: slot,
+                _address: address,
+            }),
+            Err(_) => match self.refused.clone().try_acquire_owned() {
+                Ok(slot) => Admit::AtCapacity(slot),
+                Err(_) => Admit::Refuse("too many connections"),
+            },
+        }
+    }
+
+    /// The connection cap in force.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Connections holding a permit right now.
+    pub fn open(&self) -> usize {
+        self.cap - self.slots.available_permits()
+    }
+}
+
+/// Accepts connections until shutdown. Each is served on its own task, behind a TLS
+/// handshake when `tls` is given.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+) {
+    let mut errors = AcceptErrors::default();
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = state.shutdown.triggered() => break,
+            _ = sweep.tick() => {
+                state.admission.addresses.sweep(tokio::time::Instant::now());
+                continue;
+            }
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => {
+                errors.recovered();
+                accepted
+            }
+            Err(e) => {
+                state.metrics.accept_error();
+                errors.back_off(&e).await;
+                continue;
+            }
+        };
+        match state.admission.admit(peer) {
+            Admit::Serve(permit) => {
+                // Signaling messages are small and latency matters more than packets.
+                let _ = tcp.set_nodelay(true);
+                let state = state.clone();
+                let router = router.clone();
+                match tls.clone() {
+                    None => {
+                        tokio::spawn(serve_connection(tcp, peer, permit, state, router));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(async move {
+                            let timeout = state.config.limits.header_timeout;
+                            match handshake(&acceptor, tcp, peer, timeout).await {
+                                Ok(tls) => serve_connection(tls, peer, permit, state, router).await,
+                                Err(Handshake::TimedOut) => state.metrics.header_timeout(),
+                                Err(Handshake::Failed) => {}
+                            }
+                        });
+                    }
+                }
+            }
+            Admit::AtCapacity(slot) => {
+                state.metrics.connection_refused();
+                match tls.clone() {
+                    None => {
+                        tokio::spawn(serve_refused(tcp, slot));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(async move {
+                            if let Ok(tls) = handshake(&acceptor, tcp, peer, REFUSED_TIMEOUT).await
+                            {
+                                serve_refused(tls, slot).await;
+                            }
+                        });
+                    }
+                }
+            }
+            Admit::Refuse(reason) => {
+                state.metrics.connection_refused();
+                if tls.is_none() {
+                    refuse_now(&tcp, reason);
+                }
+            }
+        }
+    }
+    tracing::debug!("stopped accepting");
+}
+
+/// Serves HTTP/1.1 and WebSocket upgrades on one admitted connection until it
+/// closes. `io` is any byte stream: a `TcpStream`, or a TLS stream around one.
+pub(crate) async fn serve_connection<IO>(
+    io: IO,
+    peer: SocketAddr,
+    permit: ConnectionPermit,
+    state: Arc<AppState>,
+    router: Router,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Registered so that shutdown waits for in-flight requests.
+    let _guard = state.shutdown.guard();
+    let io = TokioIo::new(Counted {
+        io,
+        _permit: permit,
+    });
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        router.clone().oneshot(request)
+    });
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(state.config.limits.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let connection = http.serve_connection(io, service).with_upgrades();
+    tokio::pin!(connection);
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        () = state.shutdown.triggered() => {
+            // Finish the request in flight, then close; idle connections close now.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = served {
+        if e.is_timeout() {
+            state.metrics.header_timeout();
+            tracing::debug!(%peer, "no complete request head in time; closed");
+        } else {
+            tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+        }
+    }
+}
+
+/// Why a TLS handshake produced no connection.
+enum Handshake {
+    /// Not finished within the timeout.
+    TimedOut,
+    /// Not TLS, or refused by rustls.
+    Failed,
+}
+
+/// The TLS handshake of an accepted connection, within `timeout`; on failure the
+/// connection is dropped.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    timeout: Duration,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, Handshake> {
+    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            Err(Handshake::Failed)
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "no TLS handshake in time; closed");
+            Err(Handshake::TimedOut)
+        }
+    }
+}
+
+/// Serves one connection that came in over the cap: `/healthz` answers, anything
+/// else gets 503, and the connection closes after one request or
+/// [`REFUSED_TIMEOUT`].
+async fn serve_refused<IO>(io: IO, _slot: OwnedSemaphorePermit)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+        let (status, body) = if request.uri().path() == "/healthz" {
+            (StatusCode::OK, "ok")
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, "too many connections")
+        };
+        Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Body::from(body))
+    });
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(REFUSED_TIMEOUT)
+        .keep_alive(false)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let connection = http.serve_connection(TokioIo::new(io), service);
+    let _ = tokio::time::timeout(REFUSED_TIMEOUT * 2, connection).await;
+}
+
+/// Writes a canned 503 without reading anything, and closes. The write fits in an
+/// empty socket buffer, so it never waits.
+fn refuse_now(tcp: &TcpStream, reason: &str) {
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: close\r\nretry-after: 10\r\n\r\n{reason}",
+        reason.len()
+    );
+    let _ = tcp.try_write(response.as_bytes());
+}
+
+/// A connection's byte stream together with its permit: whoever ends up owning the
+/// stream (hyper, or the WebSocket after an upgrade) frees the permit by dropping it.
+struct Counted<IO> {
+    io: IO,
+    _permit: ConnectionPermit,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Counted<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Counted<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// Backs off while `accept` fails for lack of descriptors or memory, and logs such
+/// failures at most once per [`ACCEPT_ERROR_LOG_EVERY`] instead of once per attempt.
+#[derive(Debug)]
+struct AcceptErrors {
+    delay: Duration,
+    unlogged: u64,
+    last_log: Option<Instant>,
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+impl Default for AcceptErrors {
+    fn default() -> Self {
+        AcceptErrors {
+            delay: BACKOFF_MIN,
+            unlogged: 0,
+            last_log: None,
+        }
+    }
+}
+
+impl AcceptErrors {
+    fn recovered(&mut self) {
+        self.delay = BACKOFF_MIN;
+    }
+
+    async fn back_off(&mut self, e: &io::Error) {
+        if !is_resource_exhaustion(e) {
+            // ECONNABORTED and friends: that one connection is gone, go on.
+            tracing::debug!(error = %e, "accept failed");
+            return;
+        }
+        self.unlogged += 1;
+        if self
+            .last_log
+            .is_none_or(|t| t.elapsed() >= ACCEPT_ERROR_LOG_EVERY)
+        {
+            tracing::warn!(
+                error = %e,
+                failures = self.unlogged,
+                retry_in = ?self.delay,
+                "cannot accept connections; backing off"
+            );
+            self.unlogged = 0;
+            self.last_log = Some(Instant::now());
+        }
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// EMFILE, ENFILE, ENOBUFS, ENOMEM: retrying at once only spins.
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    const ENOBUFS: i32 = 105;
+    const ENOMEM: i32 = 12;
+    matches!(e.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
+        || e.kind() == io::ErrorKind::OutOfMemory
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admission(cap: usize, per_address: usize, proxies: &[&str]) -> Admission {
+        let limits = Limits {
+            max_connections_per_address: per_address,
+            ..Limits::default()
+        };
+        let proxies = proxies
+            .iter()
+            .map(|p| TrustedProxies::parse_entry(p).unwrap())
+            .collect();
+        Admission::new(cap, &limits, TrustedProxies::new(proxies))
+    }
+
+    fn peer(s: &str) -> SocketAddr {
+        SocketAddr::new(s.parse().unwrap(), 40_000)
+    }
+
+    #[test]
+    fn over_the_cap_gets_the_health_only_server_then_a_canned_refusal() {
+        let a = admission(2, 100, &[]);
+        let p1 = a.admit(peer("192.0.2.1"));
+        let _p2 = a.admit(peer("192.0.2.2"));
+        assert_eq!(a.open(), 2);
+        let refused: Vec<Admit> = (0..REFUSED_SLOTS)
+            .map(|_| a.admit(peer("192.0.2.3")))
+            .collect();
+        assert!(refused.iter().all(|r| matches!(r, Admit::AtCapacity(_))));
+        assert!(matches!(a.admit(peer("192.0.2.3")), Admit::Refuse(_)));
+        drop(p1);
+        drop(refused);
+        assert!(matches!(a.admit(peer("192.0.2.4")), Admit::Serve(_)));
+    }
+
+    #[test]
+    fn per_address_refusals_do_not_apply_to_trusted_proxies() {
+        let a = admission(100, 1, &["127.0.0.1"]);
+        let _first = a.admit(peer("192.0.2.1"));
+        assert!(matches!(a.admit(peer("192.0.2.1")), Admit::Refuse(_)));
+        let proxied: Vec<Admit> = (0..5).map(|_| a.admit(peer("127.0.0.1"))).collect();
+        assert!(proxied.iter().all(|r| matches!(r, Admit::Serve(_))));
+    }
+
+    #[test]
+    fn only_exhaustion_errors_back_off() {
+        assert!(is_resource_exhaustion(&io::Error::from_raw_os_error(24)));
+        assert!(is_resource_exhaustion(&io::Error::from_raw_os_error(23)));
+        assert!(!is_resource_exhaustion(&io::Error::from_raw_os_error(103)));
+    }
+}
