@@ -87,9 +87,9 @@ export function failureMessage({ relayOffered }) {
   return first + why + what;
 }
 
-/** The "Connection" section of the meeting sidebar. */
+/** The "Connection" section of the meeting sidebar (or of `container`, whatever holds it). */
 export class ConnectionPanel {
-  constructor(sidebar) {
+  constructor(container) {
     this.section = document.createElement('section');
     this.section.className = 'connection';
     this.section.setAttribute('aria-labelledby', 'connection-title');
@@ -105,7 +105,7 @@ export class ConnectionPanel {
     this.path.textContent = 'Connecting…';
     facts.append(term, this.path);
     this.section.append(title, facts);
-    sidebar.append(this.section);
+    (container ?? document.body).append(this.section);
   }
 
   /** Shows the paths `{ publish, subscribe }` (each from selectedPath, or null). */

@@ -85,26 +85,33 @@ function register(t, browser, cleanup) {
   });
 }
 
-/** Headless Chromium with a fresh profile; closed when test `t` ends. */
-export async function launchChromium(t) {
+/**
+ * Headless Chromium with a fresh profile; closed when test `t` ends. `spki`: trust a
+ * self-signed server certificate with this SPKI hash, as a person would by flag.
+ */
+export async function launchChromium(t, { spki = null } = {}) {
   const userDataDir = mkdtempSync(join(tmpdir(), 'sealed-chromium-'));
   const browser = await puppeteer.launch({
     executablePath: CHROMIUM,
     headless: true,
     userDataDir,
-    args: CHROMIUM_ARGS,
+    args: spki ? [...CHROMIUM_ARGS, `--ignore-certificate-errors-spki-list=${spki}`] : CHROMIUM_ARGS,
     protocolTimeout: 60000,
   });
   register(t, browser, () => rmSync(userDataDir, { recursive: true, force: true }));
   return browser;
 }
 
-/** Headless Firefox ESR over WebDriver BiDi; closed when test `t` ends. */
-export async function launchFirefox(t) {
+/**
+ * Headless Firefox ESR over WebDriver BiDi; closed when test `t` ends.
+ * `acceptInsecureCerts`: accept a self-signed server certificate.
+ */
+export async function launchFirefox(t, { acceptInsecureCerts = false } = {}) {
   const browser = await puppeteer.launch({
     browser: 'firefox',
     executablePath: FIREFOX,
     headless: true,
+    acceptInsecureCerts,
     extraPrefsFirefox: FIREFOX_PREFS,
     protocolTimeout: 60000,
   });

@@ -2,6 +2,7 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,6 +35,21 @@ function udpRange(size = 40) {
   return [base, base + size - 1];
 }
 
+/** GET over HTTP, or over HTTPS accepting the server's self-signed certificate. */
+export function fetchText(url) {
+  if (!url.startsWith('https:')) return fetch(url).then(async (r) => ({ status: r.status, text: await r.text() }));
+  return new Promise((resolve, reject) => {
+    const request = https.get(url, { rejectUnauthorized: false }, (response) => {
+      let text = '';
+      response.on('data', (chunk) => {
+        text += chunk;
+      });
+      response.on('end', () => resolve({ status: response.statusCode, text }));
+    });
+    request.on('error', reject);
+  });
+}
+
 async function waitHealthy(url, child, logs, timeoutMs) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -41,8 +57,8 @@ async function waitHealthy(url, child, logs, timeoutMs) {
       throw new Error(`sealed exited with ${child.exitCode} before it was healthy:\n${logs.join('')}`);
     }
     try {
-      const response = await fetch(`${url}/healthz`);
-      if (response.ok) return;
+      const response = await fetchText(`${url}/healthz`);
+      if (response.status === 200) return;
     } catch {
       // not listening yet
     }
@@ -53,9 +69,11 @@ async function waitHealthy(url, child, logs, timeoutMs) {
 
 /**
  * Starts `sealed serve` on a free port and registers its shutdown with `t.after`.
- * Returns `{ url, port, udpPorts, logs, stop }` (`stop()` may be called early).
+ * `args` are extra flags; `tls: true` serves HTTPS with a self-signed certificate.
+ * Returns `{ url, port, udpPorts, logs, spki, stop }` (`stop()` may be called early;
+ * `spki` is the certificate's hash for Chromium's --ignore-certificate-errors-spki-list).
  */
-export async function startServer(t, { name = 'server', port: fixedPort = null } = {}) {
+export async function startServer(t, { name = 'server', port: fixedPort = null, args = [], tls = false } = {}) {
   const binary = sealedBinary();
   if (!existsSync(binary)) {
     throw new Error(`${binary} does not exist: build it first (cargo build -p signaling --bin sealed) or set SEALED_BIN`);
@@ -68,7 +86,7 @@ export async function startServer(t, { name = 'server', port: fixedPort = null }
   const logs = [];
   const child = spawn(
     binary,
-    ['serve', '--listen', `127.0.0.1:${port}`, '--udp-ports', `${udpLow}-${udpHigh}`],
+    ['serve', '--listen', `127.0.0.1:${port}`, '--udp-ports', `${udpLow}-${udpHigh}`, ...(tls ? ['--tls-self-signed'] : []), ...args],
     {
       cwd: REPO_ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -89,7 +107,8 @@ export async function startServer(t, { name = 'server', port: fixedPort = null }
     writeFileSync(join(ARTIFACTS, `${name}.log`), logs.join(''));
   };
   t.after(stop);
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   await waitHealthy(url, child, logs, 20000);
-  return { url, port, udpPorts: [udpLow, udpHigh], logs, stop };
+  const spki = logs.join('').match(/--ignore-certificate-errors-spki-list=(\S+)/)?.[1] ?? null;
+  return { url, port, udpPorts: [udpLow, udpHigh], logs, spki, stop };
 }
