@@ -40,6 +40,7 @@ impl Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start-up; boxing buys nothing
 pub enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),

@@ -304,10 +304,7 @@ impl Participant {
         let (sink, media) = RtpSink::new(opts.media_capacity);
         let subscribe = RtcPeer::new(PcName::Subscribe, rtc_tx.clone(), Some(sink.clone()), &ice)
             .await
-            .map_err(|e| {
-                writer.abort();
-                e
-            })?;
+            .inspect_err(|_| writer.abort())?;
         let (answered_tx, _) = watch::channel(0u64);
         let shared = Arc::new(Shared {
             out,

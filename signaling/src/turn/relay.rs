@@ -85,7 +85,7 @@ impl Conn for SfuOnlySocket {
             let (n, from) = self.socket.recv_from(buf).await?;
             match self.peers.from_local(from) {
                 Some(peer) => {
-                    self.stats.from_peer(n);
+                    self.stats.relayed_from_peer(n);
                     return Ok((n, peer));
                 }
                 None => self.stats.dropped(),
@@ -103,7 +103,7 @@ impl Conn for SfuOnlySocket {
             return Err(refused());
         };
         let n = self.socket.send_to(buf, local).await?;
-        self.stats.to_peer(n);
+        self.stats.relayed_to_peer(n);
         Ok(n)
     }
 

@@ -84,12 +84,12 @@ impl TurnStats {
         self.refused[why as usize].fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn to_peer(&self, bytes: usize) {
+    pub(crate) fn relayed_to_peer(&self, bytes: usize) {
         self.to_peer_packets.fetch_add(1, Relaxed);
         self.to_peer_bytes.fetch_add(bytes as u64, Relaxed);
     }
 
-    pub(crate) fn from_peer(&self, bytes: usize) {
+    pub(crate) fn relayed_from_peer(&self, bytes: usize) {
         self.from_peer_packets.fetch_add(1, Relaxed);
         self.from_peer_bytes.fetch_add(bytes as u64, Relaxed);
     }
@@ -207,8 +207,8 @@ mod tests {
     fn renders_every_family() {
         let stats = TurnStats::default();
         stats.allocation_opened();
-        stats.to_peer(100);
-        stats.from_peer(40);
+        stats.relayed_to_peer(100);
+        stats.relayed_from_peer(40);
         stats.refused(Refusal::Peer);
         let mut out = String::new();
         stats.render(&mut out);
