@@ -489,6 +489,114 @@ mod tests {
         assert!(Cli::try_parse_from(["sealed", "--trusted-proxies", "x"]).is_err());
     }
 
+    fn config_of(args: &[&str]) -> anyhow::Result<Config> {
+        let cli = Cli::try_parse_from(args.iter().copied()).map_err(anyhow::Error::from)?;
+        let Command::Serve(args) = cli.into_command() else {
+            panic!("expected serve");
+        };
+        args.into_config()
+    }
+
+    #[test]
+    fn turn_runs_by_default_off_loopback_only_and_takes_an_external_server() {
+        let local = config_of(&["sealed"]).unwrap();
+        assert!(local.turn.embedded.is_none(), "auto: off on loopback");
+        assert!(local.tls.is_none());
+        let lan = config_of(&["sealed", "--bind-ip", "192.0.2.10"]).unwrap();
+        let embedded = lan.turn.embedded.expect("auto: on off loopback");
+        assert_eq!(
+            (embedded.udp_port, embedded.tcp_port, embedded.tls_port),
+            (3478, 3478, 5349)
+        );
+        assert_eq!(embedded.listen_ip, "192.0.2.10".parse::<IpAddr>().unwrap());
+        assert!(
+            config_of(&["sealed", "--bind-ip", "192.0.2.10", "--turn", "off"])
+                .unwrap()
+                .turn
+                .embedded
+                .is_none()
+        );
+
+        let external = config_of(&[
+            "sealed",
+            "--turn-url",
+            "turn:turn.example:3478,turns:turn.example:5349",
+            "--turn-secret",
+            "0123456789abcdef",
+        ])
+        .unwrap();
+        let ext = external.turn.external.expect("external TURN");
+        assert_eq!(
+            ext.urls,
+            ["turn:turn.example:3478", "turns:turn.example:5349"]
+        );
+        for bad in [
+            &["sealed", "--turn-url", "turn:x"][..],
+            &["sealed", "--turn-secret", "0123456789abcdef"],
+            &[
+                "sealed",
+                "--turn-url",
+                "http://x",
+                "--turn-secret",
+                "0123456789abcdef",
+            ],
+            &["sealed", "--turn-url", "turn:x", "--turn-secret", "short"],
+            &["sealed", "--turn", "on", "--turn-credential-ttl", "2h"],
+            &["sealed", "--test-force-relay"],
+        ] {
+            assert!(config_of(bad).is_err(), "{bad:?}");
+        }
+        let forced = config_of(&["sealed", "--turn", "on", "--test-force-relay"]).unwrap();
+        assert!(forced.turn.force_relay);
+    }
+
+    #[test]
+    fn tls_flags_map_to_config() {
+        let files = config_of(&[
+            "sealed",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--http-redirect",
+            "0.0.0.0:80",
+        ])
+        .unwrap()
+        .tls
+        .unwrap();
+        assert_eq!(
+            files.source,
+            TlsSource::Files {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            }
+        );
+        assert_eq!(files.http_redirect, Some("0.0.0.0:80".parse().unwrap()));
+        let generated = config_of(&["sealed", "--listen", "192.0.2.4:8443", "--tls-self-signed"])
+            .unwrap()
+            .tls
+            .unwrap();
+        let TlsSource::SelfSigned { names } = generated.source else {
+            panic!("self-signed");
+        };
+        assert!(names.contains(&"localhost".to_owned()) && names.contains(&"192.0.2.4".to_owned()));
+        for bad in [
+            &["sealed", "--tls-cert", "c.pem"][..],
+            &[
+                "sealed",
+                "--tls-self-signed",
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+            ],
+            &["sealed", "--http-redirect", "0.0.0.0:80"],
+            &["sealed", "--tls-names", "a.example"],
+        ] {
+            assert!(config_of(bad).is_err(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn weak_secrets_are_refused_at_startup() {
         let cli = Cli::try_parse_from(["sealed", "--auth-secret", "short"]).unwrap();

@@ -396,3 +396,70 @@ async fn turn_runs_over_tls_with_the_same_certificate() {
     client.allocate().await.expect("allocation over TLS");
     assert_eq!(server.turn_stats().unwrap().allocations, 1);
 }
+
+/// The `sealed` binary reloads its certificate on SIGHUP, and keeps serving.
+#[tokio::test]
+async fn sighup_reloads_the_certificate_of_the_running_binary() {
+    use tokio::io::AsyncBufReadExt as _;
+    let dir = temp_dir();
+    let (cert, key) = write_cert(&dir, "localhost");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sealed"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--turn",
+            "off",
+            "--tls-cert",
+        ])
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start sealed");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("https://127.0.0.1:").nth(1) {
+                return rest.split('/').next().unwrap().parse::<u16>().unwrap();
+            }
+        }
+        panic!("sealed printed no https URL");
+    })
+    .await
+    .expect("sealed starts");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let shown =
+        |presented: &Arc<Presented>| fingerprint(&presented.0.lock().unwrap().clone().unwrap());
+
+    let before = Arc::new(Presented::default());
+    let _kept = tls_connect(addr, &before).await;
+    write_cert(&dir, "localhost");
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut renewed = None;
+    for _ in 0..50 {
+        let after = Arc::new(Presented::default());
+        let mut tls = tls_connect(addr, &after).await;
+        if shown(&after) != shown(&before) {
+            assert_eq!(get(&mut tls, "localhost", "/healthz").await.0, 200);
+            renewed = Some(());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(renewed.is_some(), "SIGHUP did not reload the certificate");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "sealed exited on SIGHUP"
+    );
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
