@@ -4,7 +4,7 @@
 //! ```text
 //! accept ──▶ admit ──▶ Serve(permit)  ──▶ serve_connection: HTTP/1.1 + upgrades
 //!   │          │                              (header timeout, graceful shutdown)
-//!   │          ├─▶ AtCapacity(slot)   ──▶ serve_refused: /healthz 200, else 503
+//!   │          ├─▶ AtCapacity(turn)   ──▶ serve_refused: /healthz 200, else 503
 //!   │          └─▶ Refuse(reason)     ──▶ a canned 503, closed at once
 //!   └─ EMFILE/ENFILE ──▶ back off (10 ms … 1 s), one log line per 10 s
 //! ```
@@ -14,10 +14,12 @@
 //!   refuses `accept`. A connection holds its permit inside its byte stream
 //!   ([`Counted`]), so a WebSocket that hyper hands over on upgrade keeps it until it
 //!   closes, and a client that connects and never sends a byte holds one too.
-//! * **Health at the cap.** Connections over the cap are not dropped blindly:
-//!   [`REFUSED_SLOTS`] of them at a time get a short-lived HTTP server that answers
+//! * **Health at the cap.** Connections over the cap are not dropped blindly: the
+//!   latest [`REFUSED_SLOTS`] of them get a short-lived HTTP server that answers
 //!   `/healthz` and says 503 to everything else, so monitoring still sees the
-//!   server alive while it is full.
+//!   server alive while it is full. When the pool is full the oldest is closed to
+//!   make room ([`RefusedPool`]): a health check sends its request at once, so
+//!   attackers that connect and stay silent cannot crowd it out.
 //! * **Per address.** A client address over [`Limits::max_connections_per_address`]
 //!   gets the canned 503 without being read (see [`crate::addresses`]).
 //! * **Timeouts.** A client must send each request head within
@@ -80,7 +82,7 @@ const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 pub(crate) struct Admission {
     cap: usize,
     slots: Arc<Semaphore>,
-    refused: Arc<Semaphore>,
+    refused: Arc<RefusedPool>,
     /// Per-address counters, shared with the WebSocket gate and the join path.
     pub addresses: Arc<AddressLimits>,
     /// Peers whose `X-Forwarded-For` is believed.
@@ -91,8 +93,8 @@ pub(crate) struct Admission {
 pub(crate) enum Admit {
     /// Serve it; the permit counts it until it closes.
     Serve(ConnectionPermit),
-    /// The server is full: answer `/healthz`, 503 to anything else.
-    AtCapacity(OwnedSemaphorePermit),
+    /// The server is full: answer `/healthz`, 503 to anything else, unless evicted.
+    AtCapacity(RefusedTurn),
     /// Refuse with a canned 503 and close, with this reason.
     Refuse(&'static str),
 }
@@ -111,7 +113,7 @@ impl Admission {
         Admission {
             cap,
             slots: Arc::new(Semaphore::new(cap)),
-            refused: Arc::new(Semaphore::new(REFUSED_SLOTS)),
+            refused: Arc::default(),
             addresses: Arc::new(AddressLimits::new(limits)),
             proxies,
         }
@@ -132,10 +134,7 @@ impl Admission {
                 _slot: slot,
                 _address: address,
             }),
-            Err(_) => match self.refused.clone().try_acquire_owned() {
-                Ok(slot) => Admit::AtCapacity(slot),
-                Err(_) => Admit::Refuse("too many connections"),
-            },
+            Err(_) => Admit::AtCapacity(self.refused.enter()),
         }
     }
 
@@ -203,17 +202,17 @@ pub(crate) async fn accept_loop(
                     }
                 }
             }
-            Admit::AtCapacity(slot) => {
+            Admit::AtCapacity(turn) => {
                 state.metrics.connection_refused();
                 match tls.clone() {
                     None => {
-                        tokio::spawn(serve_refused(tcp, slot));
+                        tokio::spawn(serve_refused(tcp, turn));
                     }
                     Some(acceptor) => {
                         tokio::spawn(async move {
                             if let Ok(tls) = handshake(&acceptor, tcp, peer, REFUSED_TIMEOUT).await
                             {
-                                serve_refused(tls, slot).await;
+                                serve_refused(tls, turn).await;
                             }
                         });
                     }
@@ -307,7 +306,7 @@ async fn handshake(
 /// Serves one connection that came in over the cap: `/healthz` answers, anything
 /// else gets 503, and the connection closes after one request or
 /// [`REFUSED_TIMEOUT`].
-async fn serve_refused<IO>(io: IO, _slot: OwnedSemaphorePermit)
+async fn serve_refused<IO>(io: IO, turn: RefusedTurn)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -328,8 +327,6 @@ where
         .header_read_timeout(REFUSED_TIMEOUT)
         .keep_alive(false)
         .max_buf_size(MAX_HEAD_BYTES);
-    let connection = http.serve_connection(TokioIo::new(io), service);
-    let _ = tokio::time::timeout(REFUSED_TIMEOUT * 2, connection).await;
 }
 
 /// Writes a canned 503 without reading anything, and closes. The write fits in an
@@ -473,18 +470,29 @@ mod tests {
     }
 
     #[test]
-    fn over_the_cap_gets_the_health_only_server_then_a_canned_refusal() {
+    fn over_the_cap_gets_the_health_only_server_newest_first() {
         let a = admission(2, 100, &[]);
         let p1 = a.admit(peer("192.0.2.1"));
         let _p2 = a.admit(peer("192.0.2.2"));
         assert_eq!(a.open(), 2);
-        let refused: Vec<Admit> = (0..REFUSED_SLOTS)
-            .map(|_| a.admit(peer("192.0.2.3")))
+        let refused: Vec<RefusedTurn> = (0..REFUSED_SLOTS + 3)
+            .map(|_| match a.admit(peer("192.0.2.3")) {
+                Admit::AtCapacity(turn) => turn,
+                _ => panic!("expected the health-only server"),
+            })
             .collect();
-        assert!(refused.iter().all(|r| matches!(r, Admit::AtCapacity(_))));
-        assert!(matches!(a.admit(peer("192.0.2.3")), Admit::Refuse(_)));
+        assert_eq!(a.refused.len(), REFUSED_SLOTS);
+        // The three oldest were told to go; the newest were not.
+        let evicted = |t: &RefusedTurn| {
+            let n = t.evicted.notified();
+            tokio::pin!(n);
+            n.as_mut().enable()
+        };
+        assert!(refused[..3].iter().all(evicted));
+        assert!(!refused[3..].iter().any(evicted));
         drop(p1);
         drop(refused);
+        assert_eq!(a.refused.len(), 0);
         assert!(matches!(a.admit(peer("192.0.2.4")), Admit::Serve(_)));
     }
 
