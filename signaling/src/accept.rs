@@ -327,6 +327,76 @@ where
         .header_read_timeout(REFUSED_TIMEOUT)
         .keep_alive(false)
         .max_buf_size(MAX_HEAD_BYTES);
+    let connection = http.serve_connection(TokioIo::new(io), service);
+    tokio::select! {
+        _ = connection => {}
+        () = turn.evicted.notified() => {}
+        () = tokio::time::sleep(REFUSED_TIMEOUT * 2) => {}
+    }
+}
+
+/// The connections being answered over the cap, oldest first. Entering a full pool
+/// evicts the oldest, so the pool holds at most [`REFUSED_SLOTS`] connections and
+/// the newest always gets a turn.
+#[derive(Debug, Default)]
+pub(crate) struct RefusedPool {
+    inner: std::sync::Mutex<RefusedInner>,
+}
+
+#[derive(Debug, Default)]
+struct RefusedInner {
+    next_id: u64,
+    turns: std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>,
+}
+
+/// One connection's place in the [`RefusedPool`]; leaves it when dropped.
+#[derive(Debug)]
+pub(crate) struct RefusedTurn {
+    id: u64,
+    evicted: Arc<tokio::sync::Notify>,
+    pool: Arc<RefusedPool>,
+}
+
+impl RefusedPool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RefusedInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn enter(self: &Arc<Self>) -> RefusedTurn {
+        let mut inner = self.lock();
+        if inner.turns.len() >= REFUSED_SLOTS
+            && let Some((_, oldest)) = inner.turns.pop_front()
+        {
+            // Stores a permit if that connection is not waiting yet: never lost.
+            oldest.notify_one();
+        }
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let evicted = Arc::new(tokio::sync::Notify::new());
+        inner.turns.push_back((id, evicted.clone()));
+        RefusedTurn {
+            id,
+            evicted,
+            pool: self.clone(),
+        }
+    }
+
+    /// Connections in the pool.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().turns.len()
+    }
+}
+
+impl Drop for RefusedTurn {
+    fn drop(&mut self) {
+        let mut inner = self.pool.lock();
+        if let Some(i) = inner.turns.iter().position(|(id, _)| *id == self.id) {
+            inner.turns.remove(i);
+        }
+    }
 }
 
 /// Writes a canned 503 without reading anything, and closes. The write fits in an
