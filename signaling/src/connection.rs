@@ -103,6 +103,8 @@ struct Connection {
     outbox: Outbox,
     inbox: OutboxReceiver,
     limiter: RateLimiter,
+    /// `chat` has a bucket of its own: each message fans out to the whole room.
+    chat_limiter: RateLimiter,
     session: Option<Session>,
     join_deadline: Instant,
     keepalive: tokio::time::Interval,
@@ -120,6 +122,13 @@ impl Connection {
                 limits.rate_per_second,
                 limits.rate_burst,
                 limits.flood_close_after,
+                now,
+            ),
+            // Never closes by itself: the general limiter handles floods.
+            chat_limiter: RateLimiter::new(
+                limits.chat_rate_per_second,
+                limits.chat_rate_burst,
+                u32::MAX,
                 now,
             ),
             join_deadline: now + limits.join_timeout,
@@ -322,6 +331,28 @@ impl Connection {
                 self.state
                     .registry
                     .relay_e2ee(&room, id, e2ee.to, e2ee.payload)?;
+                Ok(Flow::Continue)
+            }
+            ClientMessage::Chat(chat) => {
+                if self.chat_limiter.check(Instant::now()) != Verdict::Allow {
+                    // Refused one by one (not once per flood like the general limit),
+                    // so the sender knows which message did not go out.
+                    self.state.metrics.rate_limited_drop();
+                    let limits = &self.state.config.limits;
+                    return Err(ProtocolError::new(
+                        ErrorCode::RateLimited,
+                        format!(
+                            "more than {} chat messages per second (burst {}); this one was dropped",
+                            limits.chat_rate_per_second, limits.chat_rate_burst
+                        ),
+                    ));
+                }
+                // The payload is opaque: relayed as received, never logged, never kept.
+                let relay = ServerMessage::Chat {
+                    from: id,
+                    payload: chat.payload,
+                };
+                self.state.registry.broadcast(&room, id, &relay);
                 Ok(Flow::Continue)
             }
             ClientMessage::Mute(mute) => {
