@@ -6,6 +6,8 @@
 //   start {room, ownId, secret, members}   secret: Uint8Array(32) or null; members: [{id, publicKey}]
 //   member_joined {id, publicKey} | member_left {id} | receive {from, payload}
 //   status {reqId}                         → {type:'reply', reqId, status}
+//   chat_encrypt {reqId, plaintext}        → {type:'reply', reqId, payload} or {…, error: code}
+//   chat_decrypt {reqId, from, payload}    → {type:'reply', reqId, plaintext} or {…, error: code}
 //   reset {}                               drops the session (leave / reconnect)
 // Messages to the page:
 //   ready | fatal {message} | outgoing {messages:[{to, payload}]} | events {events} | status {status}
@@ -90,6 +92,13 @@ function handleMessage(msg) {
     case 'status':
       self.postMessage({ type: 'reply', reqId: msg.reqId, status: status() });
       break;
+    case 'chat_encrypt':
+      self.postMessage({ type: 'reply', reqId: msg.reqId, ...encryptChat(msg.plaintext) });
+      break;
+    case 'chat_decrypt':
+      self.postMessage({ type: 'reply', reqId: msg.reqId, ...decryptChat(msg.from, msg.payload) });
+      flush();
+      break;
     case 'reset':
       resetSession();
       break;
@@ -115,6 +124,29 @@ function startSession({ room, ownId, secret, members }) {
     }
   }
   flush();
+}
+
+/** `{payload}` or `{error}` (the engine's code) for a chat plaintext we send. */
+function encryptChat(plaintext) {
+  if (!session) return { error: 'not_sending' };
+  if (typeof session.encryptChat !== 'function') return { error: 'unsupported' };
+  try {
+    return { payload: session.encryptChat(plaintext) };
+  } catch (error) {
+    return { error: error?.message ?? String(error) };
+  }
+}
+
+/** `{plaintext}` or `{error}` (the engine's code) for a chat payload from `from`. */
+function decryptChat(from, payload) {
+  if (!session) return { error: 'unknown_epoch' };
+  if (typeof session.decryptChat !== 'function') return { error: 'unsupported' };
+  try {
+    const result = session.decryptChat(Number(from), payload);
+    return result.error ? { error: result.error } : { plaintext: result.plaintext };
+  } catch (error) {
+    return { error: error?.message ?? String(error) };
+  }
 }
 
 function resetSession() {

@@ -18,9 +18,12 @@ import {
   meetingLink,
   newMeetingSecret,
   newRoomId,
+  forgetSecret,
   parseMeetingLocation,
+  recallSecret,
   ROOM_ID_LENGTH,
   SECRET_LENGTH,
+  takeMeetingSecret,
 } from '../../web/js/secret.js';
 import { missingFeatures } from '../../web/js/support.js';
 
@@ -185,4 +188,70 @@ test('missing browser features are named', () => {
   const old = { ...full, RTCRtpScriptTransform: undefined };
   assert.deepEqual(missingFeatures(old), ['encoded transforms (RTCRtpScriptTransform)']);
   assert.equal(missingFeatures({}).length, 6);
+});
+
+/** A tab's address bar, history entry and sessionStorage, as far as secret.js uses them. */
+function fakeTab(href) {
+  const url = new URL(href);
+  const items = new Map();
+  const tab = {
+    location: { pathname: url.pathname, search: url.search, hash: url.hash },
+    replaced: [],
+    history: {
+      state: null,
+      replaceState(state, _unused, path) {
+        tab.replaced.push(path);
+        const next = new URL(path, url);
+        tab.location = { pathname: next.pathname, search: next.search, hash: next.hash };
+      },
+    },
+    storage: {
+      getItem: (k) => (items.has(k) ? items.get(k) : null),
+      setItem: (k, v) => items.set(k, String(v)),
+      removeItem: (k) => items.delete(k),
+    },
+    items,
+  };
+  return tab;
+}
+
+test('the secret leaves the address bar once read, and a reload of that tab finds it again', () => {
+  const secret = Uint8Array.from({ length: 32 }, (_, i) => i + 1);
+  const tab = fakeTab(`https://sealed.example/m/team?token=t0#${encodeBase64Url(secret)}`);
+  const first = takeMeetingSecret(tab);
+  assert.deepEqual(first, { view: 'meeting', room: 'team', secret });
+  assert.deepEqual(tab.replaced, ['/m/team?token=t0'], 'fragment gone, query kept');
+  assert.equal(tab.location.hash, '');
+  assert.deepEqual(recallSecret(tab.storage, 'team'), secret);
+  // The reload: no fragment any more, the tab's storage has it.
+  const again = takeMeetingSecret(tab);
+  assert.deepEqual(again, { view: 'meeting', room: 'team', secret });
+  assert.equal(recallSecret(tab.storage, 'other'), null, 'kept per room');
+  // Leaving forgets it: the next reload asks for the link.
+  forgetSecret(tab.storage, 'team');
+  assert.equal(tab.items.size, 0);
+  assert.equal(takeMeetingSecret(tab).problem, 'missing_secret');
+});
+
+test('a damaged secret is not kept, and unusable storage only costs the reload', () => {
+  const tab = fakeTab('https://sealed.example/m/team#tooShort');
+  assert.equal(takeMeetingSecret(tab).problem, 'malformed_secret');
+  assert.equal(tab.items.size, 0);
+  assert.deepEqual(tab.replaced, []);
+  const broken = fakeTab(`https://sealed.example/m/team#${encodeBase64Url(new Uint8Array(32))}`);
+  broken.storage = {
+    getItem() {
+      throw new Error('denied');
+    },
+    setItem() {
+      throw new Error('denied');
+    },
+    removeItem() {
+      throw new Error('denied');
+    },
+  };
+  assert.equal(takeMeetingSecret(broken).secret.length, 32);
+  assert.equal(broken.location.hash, '', 'still out of the address bar');
+  assert.equal(takeMeetingSecret(broken).problem, 'missing_secret');
+  assert.deepEqual(takeMeetingSecret(fakeTab('https://sealed.example/')), { view: 'landing' });
 });

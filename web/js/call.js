@@ -1,9 +1,12 @@
 // One attempt at being in a meeting: the signaling socket and the two
 // PeerConnections of protocol v1.
 //
-// - publish: we offer, with one `sendonly` transceiver per local track and an
-//   encrypting transform set on its sender before negotiation (Chromium
-//   ignores a transform set later on a sendrecv transceiver);
+// - publish: we offer once, with three `sendonly` transceivers — microphone,
+//   camera, screen — each with an encrypting transform set on its sender
+//   before negotiation (Chromium ignores a transform set later on a sendrecv
+//   transceiver). A source without a track (camera off, not presenting) has
+//   its transceiver all the same: switching a device or starting a screen
+//   share is `replaceTrack`, never a renegotiation;
 // - subscribe: the server offers one transceiver per remote track, we answer,
 //   and a decrypting transform is set on each receiver in `ontrack`.
 //   The stream id of a remote track is its publisher's participant id.
@@ -11,6 +14,8 @@
 // A reconnect is a new Call (with a fresh identity), never a repaired one.
 
 import { applyCodecPreferences } from './codecs.js';
+import { MediaWatchdog } from './reconnect.js';
+import { msidsByMid } from './sdp.js';
 import { decodeBase64Url, encodeBase64Url } from './secret.js';
 import { PROTOCOL_VERSION, SignalingClient, signalingUrl } from './signaling.js';
 
@@ -21,6 +26,13 @@ export class JoinError extends Error {
     this.code = code;
   }
 }
+
+/** What we publish, in the order of the publish offer's media sections. */
+export const SOURCES = Object.freeze([
+  { source: 'audio', kind: 'audio' },
+  { source: 'camera', kind: 'video' },
+  { source: 'screen', kind: 'video' },
+]);
 
 /** One PeerConnection with the bookkeeping both of ours need. */
 class Peer {
@@ -82,10 +94,14 @@ class Peer {
 /**
  * A meeting session over one signaling connection.
  *
+ * `sources` holds the tracks to publish: `{audio, camera, screen}`, each a
+ * MediaStreamTrack or null.
+ *
  * `handlers` (all optional): onWelcome({ownId, participants}), onParticipantJoined(p),
- * onParticipantLeft(id), onRemoteTrack(participantId, track, stream),
- * onTrackMuted(participantId, kind, muted), onActiveSpeakers(ids),
- * onServerError(code, message), onDisconnected(reason).
+ * onParticipantLeft(id), onRemoteTrack({participant, kind, trackId, track}),
+ * onTrackUnpublished(participantId, trackId), onTrackMuted(participantId, kind, muted),
+ * onActiveSpeakers(ids),
+ * onChat(from, payload), onServerError(code, message), onDisconnected(reason).
  */
 export class Call {
   #signaling = null;
@@ -95,18 +111,29 @@ export class Call {
   #welcome = null;
   /** participant id → Map(track_id → kind) from track_published. */
   #remoteTracks = new Map();
-  /** subscribe transceiver → {participant, kind}. */
+  /** subscribe transceiver → {participant, kind, trackId}. */
   #receivers = new Map();
+  /** mid → msid of the subscribe connection's last offer. */
+  #subscribeMsids = new Map();
+  /** source → publish transceiver. */
+  #senders = new Map();
+  /** source → our msid track id, as the SFU and the others know the track. */
+  #publishTrackIds = new Map();
+  /** The stream id our publish offer names (the SFU replaces it by our id). */
+  #publishStream = new MediaStream();
+  #publishOffers = 0;
+  #watchdog;
 
-  constructor({ room, name, secret, token, localStream, e2ee, handlers }) {
+  constructor({ room, name, secret, token, sources, e2ee, handlers }) {
     this.room = room;
     this.name = name;
     this.secret = secret;
     this.token = token;
-    this.localStream = localStream;
+    this.sources = { audio: null, camera: null, screen: null, ...sources };
     this.e2ee = e2ee;
     this.handlers = handlers ?? {};
     this.ownId = null;
+    this.#watchdog = new MediaWatchdog((reason) => this.#disconnected(reason));
   }
 
   /** Connects, joins and resolves once the server welcomed us. */
@@ -158,6 +185,7 @@ export class Call {
   /** Tears everything down without telling the server (it is gone or will notice). */
   dispose() {
     this.#ended = true;
+    this.#watchdog.stop();
     this.#welcome?.reject(new JoinError('closed', 'left'));
     this.#welcome = null;
     this.#signaling?.close();
@@ -166,13 +194,32 @@ export class Call {
     this.e2ee.reset();
   }
 
-  /** Mutes or unmutes our track of `kind` and tells the others. */
-  setTrackEnabled(kind, enabled) {
-    for (const track of this.localStream.getTracks()) {
-      if (track.kind !== kind) continue;
-      track.enabled = enabled;
-      this.#signaling?.send({ type: 'mute', track: track.id, muted: !enabled });
-    }
+  /** Tells the others that our `source` ('audio' or 'camera') is muted or not. */
+  announceMuted(source, muted) {
+    const track = this.#publishTrackIds.get(source);
+    if (track) this.#signaling?.send({ type: 'mute', track, muted });
+  }
+
+  /**
+   * Sends `track` (or nothing, for null) as our `source`: same transceiver,
+   * same encrypting transform, no renegotiation.
+   */
+  async replaceTrack(source, track) {
+    this.sources[source] = track;
+    const transceiver = this.#senders.get(source);
+    if (transceiver) await transceiver.sender.replaceTrack(track);
+  }
+
+  /** The msid track id others know our `source` by (null before we offered). */
+  publishedTrackId(source) {
+    return this.#publishTrackIds.get(source) ?? null;
+  }
+
+  /** Sends an encrypted chat payload (bytes) to everybody else in the room. */
+  sendChat(payload) {
+    if (this.#ended || !this.#signaling?.open) return false;
+    this.#signaling.send({ type: 'chat', payload: encodeBase64Url(payload) });
+    return true;
   }
 
   /** WebRTC statistics per remote participant and kind, for the status panel and tests. */
@@ -186,6 +233,7 @@ export class Call {
         inbound.push({
           participant: info.participant,
           kind: info.kind,
+          trackId: info.trackId,
           packetsReceived: s.packetsReceived ?? 0,
           packetsLost: s.packetsLost ?? 0,
           bytesReceived: s.bytesReceived ?? 0,
@@ -199,11 +247,14 @@ export class Call {
       }
     }
     const outbound = [];
-    for (const sender of this.#publish?.pc.getSenders() ?? []) {
+    for (const [source, transceiver] of this.#senders) {
+      const sender = transceiver.sender;
+      if (!sender.track) continue;
       const report = await sender.getStats().catch(() => null);
       for (const s of report?.values() ?? []) {
         if (s.type !== 'outbound-rtp') continue;
         outbound.push({
+          source,
           kind: s.kind ?? sender.track?.kind,
           packetsSent: s.packetsSent ?? 0,
           bytesSent: s.bytesSent ?? 0,
@@ -212,6 +263,7 @@ export class Call {
       }
     }
     return {
+      publishOffers: this.#publishOffers,
       publishState: this.#publish?.pc.connectionState ?? 'none',
       subscribeState: this.#subscribe?.pc.connectionState ?? 'none',
       inbound,
@@ -275,6 +327,7 @@ export class Call {
         break;
       case 'track_unpublished':
         this.#remoteTracks.get(msg.participant)?.delete(msg.track_id);
+        this.handlers.onTrackUnpublished?.(msg.participant, msg.track_id);
         break;
       case 'track_muted': {
         const kind = this.#remoteTracks.get(msg.participant)?.get(msg.track_id);
@@ -284,6 +337,17 @@ export class Call {
       case 'active_speakers':
         this.handlers.onActiveSpeakers?.(msg.ids ?? []);
         break;
+      case 'chat': {
+        let payload;
+        try {
+          payload = decodeBase64Url(msg.payload);
+        } catch {
+          console.warn('signaling: chat payload is not base64url');
+          break;
+        }
+        this.handlers.onChat?.(msg.from, payload);
+        break;
+      }
       case 'error':
         if (this.#welcome) {
           this.#welcome.reject(new JoinError(msg.code, msg.message));
@@ -309,45 +373,47 @@ export class Call {
     });
     this.#subscribe = new Peer('subscribe', iceServers, this.#sendCandidate, this.#negotiationFailed);
     this.#subscribe.pc.ontrack = (event) => this.#onTrack(event);
-    this.#watchConnection(this.#subscribe);
-    if (this.localStream.getTracks().length > 0) {
-      this.#publish = new Peer('publish', iceServers, this.#sendCandidate, this.#negotiationFailed);
-      this.#watchConnection(this.#publish);
-      this.#publish.enqueue(() => this.#offerPublish());
-    }
+    this.#watchdog.watch(this.#subscribe);
+    this.#publish = new Peer('publish', iceServers, this.#sendCandidate, this.#negotiationFailed);
+    this.#watchdog.watch(this.#publish);
+    this.#publish.enqueue(() => this.#offerPublish());
     this.handlers.onWelcome?.({ ownId: msg.id, participants });
     this.#welcome?.resolve();
     this.#welcome = null;
   }
 
-  #watchConnection(peer) {
-    peer.pc.onconnectionstatechange = () => {
-      if (peer.pc.connectionState === 'failed') {
-        this.#disconnected(`the ${peer.kind} media connection failed`);
-      }
-    };
-  }
-
   async #offerPublish() {
     const pc = this.#publish.pc;
-    for (const track of this.localStream.getTracks()) {
-      const transceiver = pc.addTransceiver(track, {
+    for (const { source, kind } of SOURCES) {
+      const track = this.sources[source];
+      const transceiver = pc.addTransceiver(track ?? kind, {
         direction: 'sendonly',
-        streams: [this.localStream],
+        streams: [this.#publishStream],
       });
-      transceiver.sender.transform = this.e2ee.senderTransform(track.kind);
-      applyCodecPreferences(transceiver, track.kind);
-      if (!track.enabled) this.#signaling.send({ type: 'mute', track: track.id, muted: true });
+      transceiver.sender.transform = this.e2ee.senderTransform(kind);
+      applyCodecPreferences(transceiver, kind);
+      this.#senders.set(source, transceiver);
     }
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
+    const msids = msidsByMid(pc.localDescription.sdp);
+    for (const [source, transceiver] of this.#senders) {
+      const msid = msids.get(transceiver.mid);
+      if (msid) this.#publishTrackIds.set(source, msid.track);
+    }
     this.#signaling.send({ type: 'publish_offer', sdp: pc.localDescription.sdp });
+    this.#publishOffers += 1;
     this.#publish.markDescriptionSent();
+    for (const source of ['audio', 'camera']) {
+      const track = this.sources[source];
+      if (track && !track.enabled) this.announceMuted(source, true);
+    }
   }
 
   #onSubscribeOffer(sdp) {
     const peer = this.#subscribe;
     peer?.enqueue(async () => {
+      this.#subscribeMsids = msidsByMid(sdp);
       await peer.pc.setRemoteDescription({ type: 'offer', sdp });
       for (const transceiver of peer.pc.getTransceivers()) {
         const kind = transceiver.receiver.track?.kind;
@@ -371,7 +437,8 @@ export class Call {
     // Set before any frame can arrive: ontrack runs inside setRemoteDescription,
     // before our answer lets the SFU send on this transceiver.
     event.receiver.transform = this.e2ee.receiverTransform(kind, participant);
-    this.#receivers.set(event.transceiver, { participant, kind });
-    this.handlers.onRemoteTrack?.(participant, event.track, stream);
+    const trackId = this.#subscribeMsids.get(event.transceiver.mid)?.track ?? event.track.id;
+    this.#receivers.set(event.transceiver, { participant, kind, trackId });
+    this.handlers.onRemoteTrack?.({ participant, kind, trackId, track: event.track });
   }
 }
