@@ -269,6 +269,10 @@ impl EpochManager {
         self.own_id
     }
 
+    pub(crate) fn room(&self) -> &str {
+        &self.room
+    }
+
     /// The meeting secret and every pairwise key (test-only export).
     #[cfg(feature = "test-export")]
     pub(crate) fn export_secrets(&self) -> ExportedKeys {

@@ -146,6 +146,13 @@ impl FrameCrypto {
             .collect()
     }
 
+    /// An installed epoch's secret and roster (ascending ids).
+    pub(crate) fn epoch_keys(&self, epoch: u64) -> Option<(&EpochSecret, &[u64])> {
+        self.epochs
+            .get(&epoch)
+            .map(|e| (&e.secret, e.members.as_slice()))
+    }
+
     /// Epochs installed for receiving, ascending.
     pub(crate) fn installed_epochs(&self) -> impl Iterator<Item = u64> + '_ {
         self.epochs.keys().copied()

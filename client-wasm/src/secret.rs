@@ -48,6 +48,11 @@ secret_bytes!(
     BaseKey,
     16
 );
+secret_bytes!(
+    /// A 16-byte AES-128-GCM chat key for one sender in one epoch (see [`crate::chat`]).
+    ChatKey,
+    16
+);
 
 #[cfg(test)]
 mod tests {

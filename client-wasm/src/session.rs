@@ -1,6 +1,7 @@
 //! [`Session`]: one participant's engine for one join, tying the epoch manager (keys) to the
 //! frame layer (media).
 
+use crate::chat::{ChatError, ChatState, MAX_CHAT_PLAINTEXT};
 use crate::codec::Codec;
 use crate::epoch::{
     EpochManager, KeyAction, MessageCounters, Outgoing, SessionConfig, SessionEvent,
@@ -106,6 +107,7 @@ impl Counters {
 pub struct Session {
     epochs: EpochManager,
     frames: FrameCrypto,
+    chat: ChatState,
 }
 
 impl Session {
@@ -144,6 +146,7 @@ impl Session {
         Ok(Session {
             epochs,
             frames: FrameCrypto::new(own_id, config.replay_window),
+            chat: ChatState::default(),
         })
     }
 
@@ -212,6 +215,33 @@ impl Session {
     /// Decrypts one frame from any member; drops are counted by reason.
     pub fn decrypt(&mut self, codec: Codec, frame: &[u8]) -> Result<Vec<u8>, FrameError> {
         self.frames.decrypt(codec, frame)
+    }
+
+    /// Encrypts a chat message (at most 4096 bytes) under the epoch this session sends
+    /// frames on: the payload `epoch ‖ seq ‖ ciphertext ‖ tag` to relay to the room.
+    ///
+    /// Fails with [`ChatError::NotSending`] whenever [`encrypt`](Session::encrypt) would
+    /// (no key yet, or sending paused) and with [`ChatError::TooLarge`] for a longer text.
+    pub fn encrypt_chat(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, ChatError> {
+        if plaintext.len() > MAX_CHAT_PLAINTEXT {
+            return Err(ChatError::TooLarge);
+        }
+        let epoch = self.frames.sending_epoch().ok_or(ChatError::NotSending)?;
+        let (secret, _) = self.frames.epoch_keys(epoch).ok_or(ChatError::NotSending)?;
+        let own_id = self.epochs.own_id();
+        self.chat
+            .encrypt(self.epochs.room(), own_id, epoch, secret, plaintext)
+    }
+
+    /// Decrypts a chat payload relayed from `from` (the id the server stamped). Rejects
+    /// malformed or oversized payloads, epochs not held (sent before we joined or past their
+    /// grace), senders outside the epoch's roster, authentication failures and replays
+    /// (a `seq` not above the last accepted from that sender in that epoch).
+    pub fn decrypt_chat(&mut self, from: u64, payload: &[u8]) -> Result<Vec<u8>, ChatError> {
+        let frames = &self.frames;
+        self.chat.retain_epochs(|e| frames.epoch_keys(e).is_some());
+        self.chat
+            .decrypt(self.epochs.room(), from, payload, |e| frames.epoch_keys(e))
     }
 
     /// The safety number over the roster, self included.

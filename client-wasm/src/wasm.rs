@@ -66,6 +66,15 @@ fn meeting_secret(secret: Option<Vec<u8>>) -> Result<Option<[u8; 32]>, JsError> 
         .transpose()
 }
 
+/// A participant id given as a BigInt or as a safe non-negative integer number.
+fn sender_id(value: &JsValue) -> Option<u64> {
+    if value.is_bigint() {
+        return u64::try_from(BigInt::from(value.clone())).ok();
+    }
+    let n = value.as_f64()?;
+    (n.fract() == 0.0 && (0.0..=9_007_199_254_740_991.0).contains(&n)).then_some(n as u64)
+}
+
 fn codec(name: &str) -> Result<Codec, JsError> {
     Codec::from_name(name).ok_or_else(|| JsError::new("codec must be 'vp8', 'opus' or 'other'"))
 }
@@ -223,6 +232,32 @@ impl WasmSession {
     /// The decrypted frame, or `undefined` when dropped (counted by reason).
     pub fn decrypt(&mut self, codec_name: &str, data: &[u8]) -> Result<Option<Vec<u8>>, JsError> {
         Ok(self.inner.decrypt(codec(codec_name)?, data).ok())
+    }
+
+    /// A chat message's payload (`epoch ‖ seq ‖ ciphertext ‖ tag`) to relay to the room.
+    /// Throws an `Error` whose message is the [`ChatError`](crate::ChatError) code
+    /// (`not_sending`, `too_large`) when it cannot be sent now.
+    #[wasm_bindgen(js_name = encryptChat)]
+    pub fn encrypt_chat(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, JsError> {
+        self.inner
+            .encrypt_chat(plaintext)
+            .map_err(|e| JsError::new(e.code()))
+    }
+
+    /// `{plaintext: Uint8Array}` or `{error: code}` for a payload relayed from `from` (a
+    /// number or a BigInt). Never throws for anything a peer sends.
+    #[wasm_bindgen(js_name = decryptChat)]
+    pub fn decrypt_chat(&mut self, from: JsValue, payload: &[u8]) -> Object {
+        let o = Object::new();
+        let result = match sender_id(&from) {
+            Some(from) => self.inner.decrypt_chat(from, payload),
+            None => Err(crate::ChatError::UnknownSender),
+        };
+        match result {
+            Ok(plaintext) => set(&o, "plaintext", Uint8Array::from(plaintext.as_slice())),
+            Err(e) => set(&o, "error", e.code()),
+        }
+        o
     }
 
     /// "dddd dddd dddd dddd dddd" over the roster, self included.

@@ -6,6 +6,7 @@
 //! Every integer in it stays below 2^53, so JSON parsers that read numbers as doubles
 //! (JavaScript) read them exactly.
 
+use client_wasm::chat::{ChatPayload, chat_key, open_chat, seal_chat};
 use client_wasm::frame::{sframe_decrypt, sframe_encrypt};
 use client_wasm::identity::Identity;
 use client_wasm::key_schedule::{
@@ -159,9 +160,32 @@ fn generate() -> Value {
         }));
     }
 
+    let mut chat = Vec::new();
+    let chat_cases: [(&str, u64, u64, u64, &str); 3] = [
+        ("room-1", 0, 1, 0, "hello"),
+        ("Team_Sync-42", 300, 7, 41, "Grüße, 会議 — ok?"),
+        ("a", (1 << 40) + 3, (1 << 52) + 9, (1 << 50) + 1, ""),
+    ];
+    for (room, epoch, sender_id, seq, text) in chat_cases {
+        let e = EpochSecret::from_bytes(rand::<32>(&mut rng));
+        let key = chat_key(&e, sender_id, epoch);
+        let ciphertext = seal_chat(&key, room, sender_id, epoch, seq, text.as_bytes()).unwrap();
+        let payload = ChatPayload {
+            epoch,
+            seq,
+            sealed: &ciphertext,
+        }
+        .to_bytes();
+        chat.push(json!({
+            "epoch_secret": h(e.as_bytes()), "epoch": epoch, "sender_id": sender_id, "room": room,
+            "seq": seq, "plaintext": h(text.as_bytes()), "key": h(key.as_bytes()),
+            "ciphertext": h(&ciphertext), "payload": h(&payload),
+        }));
+    }
+
     json!({
-        "description": "Sealed v1 key schedule known answers; see docs/PROTOCOL.md. Hex is lowercase; integers are JSON numbers.",
-        "pairwise": pairwise, "frame": frame, "wrap": wrap, "safety_number": safety,
+        "description": "Sealed v2 key schedule known answers; see docs/PROTOCOL.md. Hex is lowercase; integers are JSON numbers.",
+        "pairwise": pairwise, "frame": frame, "wrap": wrap, "safety_number": safety, "chat": chat,
     })
 }
 
@@ -262,7 +286,31 @@ fn check(v: &Value) {
             c["code"].as_str().unwrap()
         );
     }
-    for section in ["pairwise", "frame", "wrap", "safety_number"] {
+    for c in v["chat"].as_array().unwrap() {
+        let e = EpochSecret::from_bytes(arr(&c["epoch_secret"]));
+        let (epoch, sender, seq) = (
+            c["epoch"].as_u64().unwrap(),
+            c["sender_id"].as_u64().unwrap(),
+            c["seq"].as_u64().unwrap(),
+        );
+        let room = c["room"].as_str().unwrap();
+        let key = chat_key(&e, sender, epoch);
+        assert_eq!(h(key.as_bytes()), c["key"].as_str().unwrap());
+        let plaintext = unhex(&c["plaintext"]);
+        let ct = seal_chat(&key, room, sender, epoch, seq, &plaintext).unwrap();
+        assert_eq!(h(&ct), c["ciphertext"].as_str().unwrap());
+        assert_eq!(
+            open_chat(&key, room, sender, epoch, seq, &ct).unwrap(),
+            plaintext
+        );
+        let payload = unhex(&c["payload"]);
+        let parsed = ChatPayload::parse(&payload).unwrap();
+        assert_eq!(
+            (parsed.epoch, parsed.seq, parsed.sealed),
+            (epoch, seq, &ct[..])
+        );
+    }
+    for section in ["pairwise", "frame", "wrap", "safety_number", "chat"] {
         assert!(v[section].as_array().unwrap().len() >= 3, "{section}");
     }
 }
