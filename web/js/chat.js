@@ -29,7 +29,7 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * The plaintext bytes of a chat message: `{t: 'text', body}`, `{t: 'hand', up}`
- * or `{t: 'screen', track}`. Throws a RangeError if it would not fit.
+ * or `{t: 'screen', track, for_ms}`. Throws a RangeError if it would not fit.
  */
 export function encodeChatMessage(message) {
   const bytes = encoder.encode(JSON.stringify(message));
@@ -39,7 +39,8 @@ export function encodeChatMessage(message) {
 
 /**
  * Reads decrypted chat bytes. Returns `{t: 'text', body}`, `{t: 'hand', up}`,
- * `{t: 'screen', track}` (track: a string or null), `{t: 'other'}` for a type
+ * `{t: 'screen', track, forMs}` (track: a string or null; forMs: how long the
+ * sender has been presenting, 0 if not said), `{t: 'other'}` for a type
  * this page does not know (a newer page's), or null when the bytes are not a
  * chat message at all.
  */
@@ -58,10 +59,11 @@ export function decodeChatMessage(bytes) {
         : null;
     case 'hand':
       return typeof message.up === 'boolean' ? { t: 'hand', up: message.up } : null;
-    case 'screen':
-      return message.track === null || (typeof message.track === 'string' && message.track.length <= 256)
-        ? { t: 'screen', track: message.track }
-        : null;
+    case 'screen': {
+      const trackOk = message.track === null || (typeof message.track === 'string' && message.track.length <= 256);
+      const forMs = message.for_ms ?? 0;
+      return trackOk && Number.isSafeInteger(forMs) && forMs >= 0 ? { t: 'screen', track: message.track, forMs } : null;
+    }
     default:
       return { t: 'other' };
   }

@@ -20,7 +20,7 @@ export class MeetingView {
   #self = null;
   /** participant id (or null for us) → ScreenTile, for everyone presenting. */
   #screens = new Map();
-  /** Presenters in the order they started. */
+  /** Presenters in the order they started: [{id, since}]. */
   #presenters = [];
   #pinned = null;
   #speakerView = false;
@@ -116,14 +116,17 @@ export class MeetingView {
     person?.showMedia(media, (time) => this.onFirstRemoteFrame?.(id, time));
   }
 
-  /** Shows `track` as the screen participant `id` presents (null: we do), or ends it with null. */
-  setScreen(id, track, name = '') {
+  /**
+   * Shows `track` as the screen participant `id` presents (null: we do), or
+   * ends it with null; `since` (performance.now() time) orders several presenters.
+   */
+  setScreen(id, track, name = '', since = performance.now()) {
     let screen = this.#screens.get(id);
     if (track === null) {
       if (!screen) return;
       screen.remove();
       this.#screens.delete(id);
-      this.#presenters = this.#presenters.filter((p) => p !== id);
+      this.#presenters = this.#presenters.filter((p) => p.id !== id);
       if (this.#pinned === screenKey(id)) this.#pinned = null;
       this.#layout();
       return;
@@ -131,7 +134,8 @@ export class MeetingView {
     if (!screen) {
       screen = new ScreenTile({ id, name, self: id === null, onPin: () => this.togglePin(screenKey(id)) });
       this.#screens.set(id, screen);
-      this.#presenters.push(id);
+      this.#presenters.push({ id, since });
+      this.#presenters.sort((a, b) => a.since - b.since);
     }
     screen.show(track);
     this.#layout();
@@ -181,7 +185,7 @@ export class MeetingView {
       stage: this.#stageKey(),
       pinned: this.#pinned,
       speakerView: this.#speakerView,
-      presenters: [...this.#presenters],
+      presenters: this.#presenters.map((p) => p.id),
       page: this.#page,
       pages: this.#speakerView || this.#stageKey() ? 1 : pageCount(this.#tiles().length),
       visibleTiles: [...this.grid.querySelectorAll('.tile:not([hidden])')].map(
@@ -243,7 +247,7 @@ export class MeetingView {
   #stageKey() {
     const key = chooseStage({
       pinned: this.#pinned,
-      presenters: this.#presenters.map((id) => id ?? 'self'),
+      presenters: this.#presenters.map((p) => p.id ?? 'self'),
       speakerView: this.#speakerView,
       speaker: this.#speakers.current,
     });

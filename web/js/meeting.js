@@ -33,6 +33,8 @@ class Remote {
   tracks = new Map();
   /** The msid track id they announced as their shared screen, or null. */
   screenTrack = null;
+  /** When (our clock) they started presenting. */
+  screenSince = 0;
   hand = false;
 }
 
@@ -168,9 +170,10 @@ export class Meeting {
     } catch (error) {
       return shareErrorMessage(error);
     }
+    this.presentingSince = performance.now();
     await this.call?.replaceTrack('screen', track);
-    this.view.setScreen(null, track);
-    this.#announce({ t: 'screen', track: this.call?.publishedTrackId('screen') ?? null });
+    this.view.setScreen(null, track, '', this.presentingSince);
+    this.#announceScreen();
     this.onChange();
     return null;
   }
@@ -294,10 +297,16 @@ export class Meeting {
     });
   }
 
+  /** Says which track is our screen, and for how long it has been (orders several presenters). */
+  #announceScreen() {
+    const track = this.call?.publishedTrackId('screen');
+    if (!this.screen.track || !track) return;
+    this.#announce({ t: 'screen', track, for_ms: Math.round(performance.now() - this.presentingSince) });
+  }
+
   #announceState() {
     if (this.hand) this.#announce({ t: 'hand', up: true });
-    const track = this.call?.publishedTrackId('screen');
-    if (this.screen.track && track) this.#announce({ t: 'screen', track });
+    this.#announceScreen();
   }
 
   #onE2eeEvents(events) {
@@ -340,6 +349,7 @@ export class Meeting {
         break;
       case 'screen':
         remote.screenTrack = message.track;
+        remote.screenSince = performance.now() - message.forMs;
         this.#showRemote(from);
         break;
       case 'other':
@@ -371,7 +381,7 @@ export class Meeting {
       else video ??= track;
     }
     this.view.showParticipantMedia(id, { video, audio });
-    this.view.setScreen(id, screen, this.view.nameOf(id));
+    this.view.setScreen(id, screen, this.view.nameOf(id), remote.screenSince);
   }
 
   #handlers() {
