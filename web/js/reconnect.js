@@ -89,6 +89,7 @@ export class MediaWatchdog {
 
   #fire(reason) {
     if (this.#fired) return;
+    console.warn(`media: ${reason}; joining again`);
     this.stop();
     this.onLost(reason);
   }

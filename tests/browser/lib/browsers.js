@@ -23,8 +23,10 @@ const CHROMIUM_ARGS = [
   '--no-default-browser-check',
   // getDisplayMedia({preferCurrentTab: true}) shares this tab without a picker.
   '--auto-accept-this-tab-capture',
-  // Two fake cameras and microphones, so a test can switch devices.
-  '--use-fake-device-for-media-stream=device-count=2',
+  // Three fake cameras, so a test can switch devices. Chromium gives them the
+  // formats I420, Y16 and MJPEG in turn: fake_device_1 is a depth camera whose
+  // frames no video encoder takes, so tests switch between devices 0 and 2.
+  '--use-fake-device-for-media-stream=device-count=3',
   // puppeteer-core merges this with its own list into ONE --disable-features
   // flag (Chromium honours only the last one).
   '--disable-features=WebRtcHideLocalIpsWithMdns,MediaRouter,OptimizationHints,Translate,AutofillServerCommunication,CertificateTransparencyComponentUpdater',
