@@ -18,12 +18,12 @@ export const RECONNECT_MAX_DELAY_MS = 4000;
 /**
  * How long a media connection may stay `disconnected` before we rejoin. Browsers
  * report `disconnected` a few seconds after consent checks stop being answered
- * and recover by themselves from short outages; `failed` comes only after ~30 s.
+ * and recover by themselves from short outages (a busy server answers late);
+ * `failed` comes only after ~30 s. A connection that never connects is the
+ * server's to give up on (`media_failed` after its connect timeout): the
+ * subscribe connection waits for the server's first offer, which may be long.
  */
-export const MEDIA_LOST_GRACE_MS = 2000;
-
-/** How long a media connection may take to connect at all. */
-export const MEDIA_CONNECT_TIMEOUT_MS = 15000;
+export const MEDIA_LOST_GRACE_MS = 4000;
 
 /**
  * The delay before reconnect attempt `attempt` (0-based): exponential, capped,
@@ -37,17 +37,15 @@ export function reconnectDelay(attempt, random = Math.random) {
 
 /**
  * Watches a Call's PeerConnections and calls `onLost(reason)` once when one of
- * them failed, stayed disconnected for `MEDIA_LOST_GRACE_MS`, or never
- * connected within `MEDIA_CONNECT_TIMEOUT_MS`.
+ * them failed, or stayed disconnected for `MEDIA_LOST_GRACE_MS`.
  */
 export class MediaWatchdog {
   #timers = new Set();
   #fired = false;
 
-  constructor(onLost, { graceMs = MEDIA_LOST_GRACE_MS, connectTimeoutMs = MEDIA_CONNECT_TIMEOUT_MS } = {}) {
+  constructor(onLost, { graceMs = MEDIA_LOST_GRACE_MS } = {}) {
     this.onLost = onLost;
     this.graceMs = graceMs;
-    this.connectTimeoutMs = connectTimeoutMs;
   }
 
   /** Starts watching `peer` (a Peer of call.js: `{kind, pc}`). */
@@ -65,11 +63,9 @@ export class MediaWatchdog {
       clearTimeout(timer);
       this.#timers.delete(timer);
     };
-    const connectTimer = arm(this.connectTimeoutMs, `the ${peer.kind} media connection did not connect`);
     peer.pc.addEventListener('connectionstatechange', () => {
       const state = peer.pc.connectionState;
       if (state === 'connected') {
-        disarm(connectTimer);
         disarm(lostTimer);
         lostTimer = null;
       } else if (state === 'failed') {

@@ -1,0 +1,86 @@
+// Nine participants (seven Chromium, two Firefox) in one meeting: the grid
+// renders all nine tiles on one laptop-sized page, without scrolling, and every
+// remote tile shows decoded video. Cameras are asked for small frames at a
+// low rate so that nine encoders and 72 decoders fit on a CI machine.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { launchChromium, launchFirefox } from './lib/browsers.js';
+import { joinMeeting, newMeetingLink, screenshot, stats, waitFor } from './lib/meeting.js';
+import { startServer } from './lib/server.js';
+
+/** Runs before the page: every camera opens at 160×90, 8 frames/s. */
+function smallCameras() {
+  const devices = navigator.mediaDevices;
+  const getUserMedia = devices.getUserMedia.bind(devices);
+  devices.getUserMedia = (constraints = {}) =>
+    getUserMedia(
+      constraints.video
+        ? { ...constraints, video: { ...(constraints.video === true ? {} : constraints.video), width: 160, height: 90, frameRate: 8 } }
+        : constraints,
+    );
+}
+
+/** What the grid shows: tiles on the page, inside the viewport, with a picture. */
+function gridReport(page) {
+  return page.evaluate(() => {
+    const grid = document.querySelector('#grid').getBoundingClientRect();
+    const tiles = [...document.querySelectorAll('#grid .tile')].filter((t) => !t.hidden);
+    return {
+      tiles: tiles.length,
+      inside: tiles.every((t) => {
+        const r = t.getBoundingClientRect();
+        return r.width > 100 && r.top >= grid.top - 1 && r.bottom <= grid.bottom + 1 && r.right <= grid.right + 1;
+      }),
+      withPicture: tiles.filter((t) => {
+        const v = t.querySelector('video');
+        return v && v.readyState >= 2 && v.videoWidth > 0;
+      }).length,
+      scrolls: document.querySelector('#grid').scrollHeight > document.querySelector('#grid').clientHeight + 1,
+    };
+  });
+}
+
+test('a grid of 9 participants renders all tiles', { timeout: 240_000 }, async (t) => {
+  const [chromium, firefox] = await Promise.all([launchChromium(t), launchFirefox(t)]);
+  const server = await startServer(t, { name: 'grid' });
+  const pages = [];
+  for (let i = 0; i < 7; i += 1) pages.push(await (await chromium.createBrowserContext()).newPage());
+  pages.push((await firefox.pages())[0] ?? (await firefox.newPage()), await firefox.newPage());
+  for (const page of pages) {
+    await page.setViewport({ width: 1366, height: 768 });
+    await page.evaluateOnNewDocument(smallCameras);
+  }
+  const link = await newMeetingLink(pages[0], server.url);
+  const names = ['Ada', 'Ben', 'Cy', 'Dee', 'Eve', 'Fin', 'Gus', 'Hal (Firefox)', 'Ivy (Firefox)'];
+  for (const [i, page] of pages.entries()) {
+    // Firefox opens the camera only for the tab in front.
+    await page.bringToFront();
+    await joinMeeting(page, link, names[i]).catch(async (error) => {
+      await screenshot(page, `grid-join-failed-${i}`);
+      throw new Error(`${names[i]} could not join: ${error.message}`);
+    });
+  }
+
+  for (const [i, page] of [
+    [0, pages[0]],
+    [7, pages[7]],
+  ]) {
+    let last = null;
+    const report = await waitFor(
+      async () => {
+        last = await gridReport(page);
+        return last.tiles === 9 && last.withPicture === 9 ? last : null;
+      },
+      { timeoutMs: 90_000, intervalMs: 500, message: `${names[i]} to show nine tiles with pictures` },
+    ).catch(async (error) => {
+      await screenshot(page, `grid-9-failed-${i}`);
+      throw new Error(`${error.message}: ${JSON.stringify(last)}`);
+    });
+    console.log(`${names[i]}:`, JSON.stringify(report));
+    assert.ok(report.inside && !report.scrolls, 'all nine tiles fit the page');
+    assert.equal((await stats(page)).layout.pages, 1);
+    await screenshot(page, i === 0 ? 'grid-9-chromium' : 'grid-9-firefox');
+  }
+});
