@@ -105,6 +105,9 @@ test('a participant joins and leaves: keys rotate and video keeps flowing', { ti
   bench('rotation_leave_dropped_frames', dropsAfterLeave - dropsAfterJoin);
   bench('rotation_join_longest_video_stall_ms', joinStall);
   bench('rotation_leave_longest_video_stall_ms', leaveStall);
+  // A stayer that rejoined lost its media connection: with webrtc-rs 0.21 the SFU
+  // sometimes fails a subscribe connection right after a renegotiation (docs/MEETING.md).
+  assert.deepEqual([sa.rejoins, sb.rejoins], [0, 0], 'a stayer lost its media connection and rejoined');
   assert.ok(Math.max(joinStall, leaveStall) < 2000, 'video stalled for 2 s or more across a rotation');
   assert.equal(sa.safetyNumber, sb.safetyNumber);
   assert.equal(sa.participants[String(bId)].state, 'decrypting');

@@ -26,6 +26,10 @@ import {
   takeMeetingSecret,
 } from '../../web/js/secret.js';
 import { missingFeatures } from '../../web/js/support.js';
+import { decodeChatMessage, encodeChatMessage, MAX_CHAT_PLAINTEXT, undecryptableText } from '../../web/js/chat.js';
+import { chooseStage, gridShape, pageCount, pageItems, PAGE_SIZE, SpeakerTracker } from '../../web/js/layout.js';
+import { RECONNECT_MAX_DELAY_MS, reconnectDelay } from '../../web/js/reconnect.js';
+import { msidsByMid } from '../../web/js/sdp.js';
 
 test('room ids are random, valid and of the promised length', () => {
   const ids = new Set();
@@ -254,4 +258,78 @@ test('a damaged secret is not kept, and unusable storage only costs the reload',
   assert.equal(broken.location.hash, '', 'still out of the address bar');
   assert.equal(takeMeetingSecret(broken).problem, 'missing_secret');
   assert.deepEqual(takeMeetingSecret(fakeTab('https://sealed.example/')), { view: 'landing' });
+});
+
+test('the grid fits 25 tiles of 16:9 on one laptop-sized page and pages beyond', () => {
+  // The grid area of a 1366 × 768 laptop screen (sidebar, bars and padding taken off).
+  const shape = gridShape(25, 1030, 620, { gap: 8 });
+  assert.deepEqual([shape.cols, shape.rows], [5, 5]);
+  assert.ok(shape.cols * shape.tileWidth + 4 * 8 <= 1030);
+  assert.ok(shape.rows * shape.tileHeight + 4 * 8 <= 620);
+  assert.ok(shape.tileWidth >= 190, `tiles ${shape.tileWidth} px wide`);
+  assert.deepEqual([gridShape(1, 1000, 600).cols, gridShape(2, 1600, 400).cols, gridShape(9, 1030, 620).cols], [1, 2, 3]);
+  assert.equal(PAGE_SIZE, 25);
+  assert.deepEqual([pageCount(0), pageCount(25), pageCount(26), pageCount(60)], [1, 1, 2, 3]);
+  const ids = Array.from({ length: 60 }, (_, i) => i);
+  assert.deepEqual(pageItems(ids, 2), ids.slice(50));
+  assert.deepEqual(pageItems(ids, 9), ids.slice(50), 'a page past the end shows the last one');
+});
+
+test('the stage: a pin wins, then the latest presenter, then the speaker in speaker view', () => {
+  assert.equal(chooseStage({}), null);
+  assert.equal(chooseStage({ speaker: 3 }), null, 'grid view has no speaker stage');
+  assert.equal(chooseStage({ speakerView: true, speaker: 3 }), 'person:3');
+  assert.equal(chooseStage({ presenters: [4, 7], speakerView: true, speaker: 3 }), 'screen:7');
+  assert.equal(chooseStage({ pinned: 'person:2', presenters: [4] }), 'person:2');
+  const tracker = new SpeakerTracker(1000);
+  assert.equal(tracker.update(5, 0), 5);
+  assert.equal(tracker.update(6, 100), 5, 'a new speaker must hold the floor');
+  assert.equal(tracker.update(null, 200), 5);
+  assert.equal(tracker.update(6, 300), 5);
+  assert.equal(tracker.update(6, 1400), 6);
+  tracker.forget(6);
+  assert.equal(tracker.current, null);
+});
+
+test('chat plaintext: the three message types round-trip; anything else is unreadable or ignored', () => {
+  for (const m of [
+    { t: 'text', body: 'Slides are up ✓' },
+    { t: 'hand', up: true },
+    { t: 'screen', track: '5f0c6e1a-9d', for_ms: 1200 },
+    { t: 'screen', track: null },
+  ]) {
+    const back = decodeChatMessage(encodeChatMessage(m));
+    assert.equal(back.t, m.t);
+  }
+  assert.deepEqual(decodeChatMessage(encodeChatMessage({ t: 'screen', track: 'x', for_ms: 5 })), { t: 'screen', track: 'x', forMs: 5 });
+  assert.deepEqual(decodeChatMessage(encodeChatMessage({ t: 'text', body: 'hi' })), { t: 'text', body: 'hi' });
+  assert.deepEqual(decodeChatMessage(encodeChatMessage({ t: 'poll', q: '?' })), { t: 'other' });
+  const enc = new TextEncoder();
+  for (const bad of ['not json', '[1]', '{"t":"text","body":"   "}', '{"t":"hand","up":"yes"}', '{"t":"screen","track":5}', '{"body":"x"}']) {
+    assert.equal(decodeChatMessage(enc.encode(bad)), null, bad);
+  }
+  assert.equal(decodeChatMessage(Uint8Array.from([0xff, 0xfe])), null, 'not UTF-8');
+  assert.throws(() => encodeChatMessage({ t: 'text', body: 'x'.repeat(MAX_CHAT_PLAINTEXT) }), RangeError);
+  assert.match(undecryptableText('auth'), /^cannot decrypt/);
+});
+
+test('tracks are named by the msid of their media section', () => {
+  const sdp = [
+    'v=0', 'o=- 1 2 IN IP4 127.0.0.1', 's=-', 't=0 0',
+    'm=audio 9 UDP/TLS/RTP/SAVPF 111', 'a=mid:0', 'a=msid:7 a-track',
+    'm=video 9 UDP/TLS/RTP/SAVPF 96', 'a=mid:1', 'a=sendonly', 'a=msid:7 {cam-uuid}',
+    'm=video 9 UDP/TLS/RTP/SAVPF 96', 'a=mid:2', 'a=inactive', '',
+  ].join('\r\n');
+  const msids = msidsByMid(sdp);
+  assert.deepEqual([...msids.keys()], ['0', '1']);
+  assert.deepEqual(msids.get('1'), { stream: '7', track: '{cam-uuid}' });
+});
+
+test('reconnect delays grow, stay capped and are spread', () => {
+  const low = (attempt) => reconnectDelay(attempt, () => 0);
+  const high = (attempt) => reconnectDelay(attempt, () => 1);
+  assert.deepEqual([low(0), high(0)], [125, 250]);
+  assert.deepEqual([low(1), high(1), high(2)], [250, 500, 1000]);
+  assert.equal(high(20), RECONNECT_MAX_DELAY_MS);
+  assert.equal(low(20), RECONNECT_MAX_DELAY_MS / 2);
 });

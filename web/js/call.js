@@ -122,6 +122,8 @@ export class Call {
   /** The stream id our publish offer names (the SFU replaces it by our id). */
   #publishStream = new MediaStream();
   #publishOffers = 0;
+  /** Subscribe transceivers whose codec preferences are set. */
+  #codecsSet = new WeakSet();
   #watchdog;
 
   constructor({ room, name, secret, token, sources, e2ee, handlers }) {
@@ -415,9 +417,14 @@ export class Call {
     peer?.enqueue(async () => {
       this.#subscribeMsids = msidsByMid(sdp);
       await peer.pc.setRemoteDescription({ type: 'offer', sdp });
+      // Only new transceivers: setting preferences again on one that is already
+      // receiving can make the browser rebuild its receive stream, and the
+      // picture then waits for the next keyframe.
       for (const transceiver of peer.pc.getTransceivers()) {
         const kind = transceiver.receiver.track?.kind;
-        if (kind && !transceiver.stopped) applyCodecPreferences(transceiver, kind);
+        if (!kind || transceiver.stopped || this.#codecsSet.has(transceiver)) continue;
+        applyCodecPreferences(transceiver, kind);
+        this.#codecsSet.add(transceiver);
       }
       await peer.pc.setLocalDescription(await peer.pc.createAnswer());
       this.#signaling.send({ type: 'subscribe_answer', sdp: peer.pc.localDescription.sdp });

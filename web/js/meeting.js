@@ -430,6 +430,7 @@ export class Meeting {
         if (code === 'media_failed') {
           this.call?.dispose();
           this.call = null;
+          this.rejoins += 1;
           this.#scheduleRetry('The media connection failed.');
           return;
         }
