@@ -37,10 +37,11 @@ export async function newMeetingLink(page, baseUrl) {
 }
 
 /**
- * Opens `link`, waits for the camera preview, types `name` and clicks join.
+ * Opens `link`, waits for the camera preview, types `name`, switches the
+ * microphone or camera off if asked, and clicks join.
  * Resolves once the server welcomed us (the page knows its participant id).
  */
-export async function joinMeeting(page, link, name) {
+export async function joinMeeting(page, link, name, { mic = true, camera = true } = {}) {
   // The page took the fragment out of the address bar: compare without it.
   if (page.url() !== link.split('#')[0]) await page.goto(link);
   await page.waitForSelector('#prejoin', { visible: true });
@@ -52,6 +53,8 @@ export async function joinMeeting(page, link, name) {
     { timeout: 15000 },
   );
   await page.type('#display-name', name);
+  if (!mic) await page.click('#prejoin-mic');
+  if (!camera) await page.click('#prejoin-camera');
   await page.click('#join-button');
   await page.waitForSelector('#meeting', { visible: true });
   await waitFor(async () => (await stats(page))?.ownId != null, { message: `${name} to be welcomed` });
