@@ -74,16 +74,22 @@ async fn rooms_are_separate() {
     assert_eq!(server.counts(), (2, 2));
 }
 
-#[tokio::test]
-async fn e2ee_reaches_exactly_its_recipient_with_a_server_stamped_sender() {
-    let server = start_default().await;
-    let (mut a, _) = Client::join(&server, "r", "A").await;
-    let (mut b, _) = Client::join(&server, "r", "B").await;
-    let (mut c, _) = Client::join(&server, "r", "C").await;
-    let (mut d, _) = Client::join(&server, "elsewhere", "D").await;
+/// A, B and C in room "r" (each has seen the others join), D alone in another room.
+async fn three_in_a_room_and_one_elsewhere(server: &signaling::ServerHandle) -> [Client; 4] {
+    let (mut a, _) = Client::join(server, "r", "A").await;
+    let (mut b, _) = Client::join(server, "r", "B").await;
+    let (c, _) = Client::join(server, "r", "C").await;
+    let (d, _) = Client::join(server, "elsewhere", "D").await;
     a.recv_type("participant_joined").await;
     a.recv_type("participant_joined").await;
     b.recv_type("participant_joined").await;
+    [a, b, c, d]
+}
+
+#[tokio::test]
+async fn e2ee_reaches_exactly_its_recipient_with_a_server_stamped_sender() {
+    let server = start_default().await;
+    let [mut a, mut b, mut c, mut d] = three_in_a_room_and_one_elsewhere(&server).await;
 
     // `from` in the client's message is ignored: the server stamps it.
     a.send(json!({"type": "e2ee", "to": b.id, "from": c.id, "payload": "c2VhbGVk"}))
@@ -117,13 +123,7 @@ async fn e2ee_reaches_exactly_its_recipient_with_a_server_stamped_sender() {
 #[tokio::test]
 async fn chat_reaches_every_other_member_of_the_room_with_a_server_stamped_sender() {
     let server = start_default().await;
-    let (mut a, _) = Client::join(&server, "r", "A").await;
-    let (mut b, _) = Client::join(&server, "r", "B").await;
-    let (mut c, _) = Client::join(&server, "r", "C").await;
-    let (mut d, _) = Client::join(&server, "elsewhere", "D").await;
-    a.recv_type("participant_joined").await;
-    a.recv_type("participant_joined").await;
-    b.recv_type("participant_joined").await;
+    let [mut a, mut b, mut c, mut d] = three_in_a_room_and_one_elsewhere(&server).await;
 
     // `from` in the client's message is ignored: the server stamps it.
     a.send(json!({"type": "chat", "from": c.id, "payload": "c2VhbGVk"}))
