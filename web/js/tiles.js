@@ -21,9 +21,9 @@ export function element(tag, className, text) {
 }
 
 function initials(name) {
-  const parts = name.trim().split(/\s+/).filter(Boolean);
-  const letters = parts.slice(0, 2).map((p) => [...p][0] ?? '');
-  return letters.join('').toUpperCase() || '?';
+  // The first letter of the first two words that have one ("Ivy (Firefox)" → "IF").
+  const letters = name.match(/(?<![\p{L}\p{N}])[\p{L}\p{N}]/gu) ?? [];
+  return letters.slice(0, 2).join('').toUpperCase() || '?';
 }
 
 /** A pin button for a tile; `onToggle()` runs on click. */

@@ -15,13 +15,7 @@ pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 /// Debian packages the tests need: `cmake` builds libopus for the `opus`
 /// crate; the browsers run the end-to-end tests; `nftables` lets the
 /// ICE-recovery browser test drop UDP inside its own network namespace.
-pub const APT_PACKAGES: &[&str] = &[
-    "cmake",
-    "pkg-config",
-    "chromium",
-    "firefox-esr",
-    "nftables",
-];
+pub const APT_PACKAGES: &[&str] = &["cmake", "pkg-config", "chromium", "firefox-esr", "nftables"];
 
 /// Adds the wasm32 target to the pinned toolchain when it is missing.
 pub fn wasm_target() -> Result<()> {
