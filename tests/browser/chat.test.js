@@ -41,6 +41,9 @@ async function say(page, text) {
   await page.click('#chat-form button[type="submit"]');
 }
 
+const idOf = async (page) => (await stats(page)).ownId;
+
+/** Whether `page` shows a raised hand for participant `id` on the tile and in the list. */
 const handShown = (page, id) =>
   page.evaluate(
     (pid) =>
@@ -67,7 +70,6 @@ test('encrypted chat and hand raise across Chromium and Firefox', { timeout: 180
   await joinMeeting(ann, link, 'Ann');
   await joinMeeting(fay, link, 'Fay');
   await joinMeeting(wes, wrongLink, 'Wes');
-  const annId = (await stats(ann)).ownId;
   const fayId = (await stats(fay)).ownId;
   await waitFor(async () => (await stats(ann)).epoch !== null && (await stats(fay)).epoch === (await stats(ann)).epoch, {
     timeoutMs: 20_000,
@@ -103,9 +105,15 @@ test('encrypted chat and hand raise across Chromium and Firefox', { timeout: 180
 
   // A raised hand shows at the others, also at someone who joins after it went up.
   await ann.click('#raise-hand');
-  await waitFor(() => handShown(fay, annId), { message: 'Fay to see Ann’s hand' });
+  await waitFor(async () => handShown(fay, await idOf(ann)), { message: 'Fay to see Ann’s hand' });
   await joinMeeting(cleo, link, 'Cleo');
-  await waitFor(() => handShown(cleo, annId), { timeoutMs: 20_000, message: 'the late joiner to see Ann’s hand' });
+  await waitFor(async () => handShown(cleo, await idOf(ann)), {
+    timeoutMs: 20_000,
+    message: 'the late joiner to see Ann’s hand',
+  }).catch(async (error) => {
+    const st = await stats(cleo);
+    throw new Error(`${error.message}: Ann is ${await idOf(ann)} (rejoins ${(await stats(ann)).rejoins}); Cleo sees ${JSON.stringify(st.remote)}, chat ${JSON.stringify(await chatLines(cleo))}, epoch ${st.epoch}`);
+  });
   const note = await cleo.$eval('#chat-messages .chat-note', (n) => n.textContent);
   assert.match(note, /only those sent after you joined/);
   assert.equal((await chatLines(cleo)).filter((l) => l.body === fromAnn).length, 0, 'no history for joiners');
@@ -116,7 +124,7 @@ test('encrypted chat and hand raise across Chromium and Firefox', { timeout: 180
     message: 'the joiner to read new messages',
   });
   await ann.click('#raise-hand');
-  await waitFor(async () => !(await handShown(fay, annId)), { message: 'Ann’s hand to go down at Fay' });
+  await waitFor(async () => !(await handShown(fay, await idOf(ann))), { message: 'Ann’s hand to go down at Fay' });
   await screenshot(fay, 'chat-firefox');
   await screenshot(ann, 'chat-chromium');
 

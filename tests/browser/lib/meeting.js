@@ -27,7 +27,8 @@ export async function newMeetingLink(page, baseUrl) {
   await page.goto(`${baseUrl}/`);
   await page.waitForSelector('#new-meeting', { visible: true });
   await Promise.all([page.waitForNavigation(), page.click('#new-meeting')]);
-  await page.waitForSelector('#prejoin', { visible: true });
+  // The pre-join form, or a notice (e.g. an unsupported browser): the page has read the link.
+  await page.waitForSelector('#prejoin:not([hidden]), #notice:not([hidden])');
   const secret = await page.evaluate(() => {
     const room = location.pathname.split('/').pop();
     return sessionStorage.getItem(`sealed.secret.${room}`);
