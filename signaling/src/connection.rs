@@ -181,8 +181,10 @@ impl Connection {
                     self.last_heard = Instant::now();
                     // An SFU call may take a while; do not let it hold up shutdown.
                     let state = self.state.clone();
+                    // Boxed: handling a message (a join, an SFU call) is a large future,
+                    // and inline it would make every idle connection's task that large.
                     tokio::select! {
-                        flow = self.on_message(message) => flow,
+                        flow = Box::pin(self.on_message(message)) => flow,
                         () = state.shutdown.triggered() => {
                             Flow::Close(close_code::AWAY, "server shutting down")
                         }
@@ -264,7 +266,7 @@ impl Connection {
                 return self.send_error(err).await;
             }
             Verdict::Close => {
-                tracing::warn!("flood did not stop; disconnecting");
+                tracing::info!("flood did not stop; disconnecting");
                 return Flow::Close(close_code::POLICY, "rate limit exceeded");
             }
         }
