@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::addresses::TrustedProxies;
 use crate::auth::AuthSecret;
 use crate::config::{Config, DEFAULT_WEB_DIR, OriginPolicy};
 use crate::limits::Limits;
@@ -79,9 +80,30 @@ pub struct ServeArgs {
     /// Most participants per room.
     #[arg(long, env = "SEALED_MAX_PARTICIPANTS", default_value_t = Limits::default().max_participants)]
     pub max_participants: usize,
-    /// Most simultaneous WebSocket connections.
-    #[arg(long, env = "SEALED_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
-    pub max_connections: usize,
+    /// Most simultaneous TCP connections (HTTP and WebSocket); more get HTTP 503.
+    /// Default: as many as the descriptor limit allows next to the media sockets.
+    #[arg(long, env = "SEALED_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Most simultaneous connections from one client address (IPv6: one /64).
+    #[arg(long, env = "SEALED_PER_ADDRESS_CONNECTIONS", default_value_t = Limits::default().max_connections_per_address)]
+    pub per_address_connections: usize,
+    /// Joins one client address may make per minute.
+    #[arg(long, env = "SEALED_PER_ADDRESS_JOINS_PER_MINUTE", default_value_t = Limits::default().joins_per_minute_per_address)]
+    pub per_address_joins_per_minute: u32,
+    /// Most participants from one client address in one room.
+    #[arg(long, env = "SEALED_PER_ADDRESS_PARTICIPANTS", default_value_t = Limits::default().participants_per_address_per_room)]
+    pub per_address_participants: usize,
+    /// How long a client may take to send a complete HTTP request head (e.g. `5s`).
+    #[arg(long, env = "SEALED_HEADER_TIMEOUT", default_value = "5s", value_parser = parse_ttl)]
+    pub header_timeout: Duration,
+    /// How long a WebSocket may stay open without joining (e.g. `10s`).
+    #[arg(long, env = "SEALED_JOIN_TIMEOUT", default_value = "10s", value_parser = parse_ttl)]
+    pub join_timeout: Duration,
+    /// Reverse proxies (addresses or networks, comma separated, e.g.
+    /// `127.0.0.1,10.0.0.0/8`) whose `X-Forwarded-For` header names the client.
+    /// Without it the header is ignored.
+    #[arg(long, env = "SEALED_TRUSTED_PROXIES", value_delimiter = ',', value_parser = TrustedProxies::parse_entry)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Messages per second one connection may send (sustained).
     #[arg(long, env = "SEALED_RATE_LIMIT", default_value_t = Limits::default().rate_per_second)]
     pub rate_limit: u32,
@@ -111,7 +133,14 @@ impl ServeArgs {
         let limits = Limits {
             max_rooms: self.max_rooms,
             max_participants: self.max_participants,
-            max_connections: self.max_connections,
+            max_connections: self
+                .max_connections
+                .unwrap_or(Limits::default().max_connections),
+            max_connections_per_address: self.per_address_connections,
+            joins_per_minute_per_address: self.per_address_joins_per_minute,
+            participants_per_address_per_room: self.per_address_participants,
+            header_timeout: self.header_timeout,
+            join_timeout: self.join_timeout,
             rate_per_second: self.rate_limit,
             rate_burst: self.rate_burst,
             ..Limits::default()
@@ -128,6 +157,7 @@ impl ServeArgs {
             origins,
             web_dir: self.web_dir,
             limits,
+            trusted_proxies: TrustedProxies::new(self.trusted_proxies),
         })
     }
 }
@@ -178,7 +208,7 @@ pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
     Ok(first..=last)
 }
 
-/// Parses a duration like `30s`, `10m`, `1h` or `2d`.
+/// Parses a positive duration like `30s`, `10m`, `1h` or `2d`.
 pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     let err = || format!("{s:?} is not a duration like 30s, 10m, 1h or 2d");
     let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
@@ -193,9 +223,7 @@ pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     };
     let secs = n.checked_mul(unit_secs).ok_or_else(err)?;
     if secs == 0 {
-        return Err(format!(
-            "{s:?}: a token must be valid for at least one second"
-        ));
+        return Err(format!("{s:?}: must be at least one second"));
     }
     Ok(Duration::from_secs(secs))
 }
@@ -271,6 +299,30 @@ mod tests {
             OriginPolicy::List(vec!["https://a.example".into(), "https://b.example".into()])
         );
         assert!(config.auth_secret.is_some());
+
+        let cli = Cli::try_parse_from([
+            "sealed",
+            "--trusted-proxies",
+            "127.0.0.1,10.0.0.0/8",
+            "--per-address-connections",
+            "9",
+            "--max-connections",
+            "77",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.into_command() else {
+            panic!("expected serve");
+        };
+        let config = args.into_config().unwrap();
+        assert!(config.trusted_proxies.contains("10.9.8.7".parse().unwrap()));
+        assert!(!config.trusted_proxies.contains("11.0.0.1".parse().unwrap()));
+        assert_eq!(config.limits.max_connections_per_address, 9);
+        assert_eq!(config.limits.max_connections, 77);
+        assert_eq!(
+            config.limits.header_timeout,
+            Limits::default().header_timeout
+        );
+        assert!(Cli::try_parse_from(["sealed", "--trusted-proxies", "x"]).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+use crate::addresses::TrustedProxies;
 use crate::auth::AuthSecret;
 use crate::limits::Limits;
 
@@ -50,6 +51,9 @@ pub struct Config {
     pub web_dir: PathBuf,
     /// Resource limits.
     pub limits: Limits,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (see
+    /// [`crate::addresses`]); empty: every client is its TCP peer.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for Config {
@@ -61,6 +65,7 @@ impl Default for Config {
             origins: OriginPolicy::default(),
             web_dir: PathBuf::from(DEFAULT_WEB_DIR),
             limits: Limits::default(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }

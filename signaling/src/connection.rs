@@ -18,8 +18,9 @@
 //!
 //! Every rejected message gets an `error` and the connection stays usable; the
 //! connection is closed only when continuing would hurt the server: a flood that does
-//! not stop (1008), a frame over the hard size cap (1009), a client that does not read
-//! (1008), no `join` within the join timeout (1008), or a media failure (1011).
+//! not stop (1008), a frame over the hard size cap (1009), a text frame that is not
+//! UTF-8 (1007), a client that does not read (1008), no `join` within the join timeout
+//! (1008), or a media failure (1011).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use crate::addresses::{AddressKey, JoinRefusal, RoomSlot};
 use crate::auth::{TokenError, unix_now};
 use crate::error::{ErrorCode, ProtocolError};
 use crate::media;
@@ -49,17 +51,26 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs a connection to completion. Never panics on client input.
-pub(crate) async fn run(socket: WebSocket, state: Arc<AppState>, peer: SocketAddr) {
+pub(crate) async fn run(
+    socket: WebSocket,
+    state: Arc<AppState>,
+    peer: SocketAddr,
+    client: AddressKey,
+) {
     let span = tracing::info_span!(
         "conn",
         %peer,
+        client = tracing::field::Empty,
         room = tracing::field::Empty,
         participant = tracing::field::Empty
     );
+    if client != AddressKey::of(peer.ip()) {
+        span.record("client", tracing::field::display(client));
+    }
     async move {
         state.metrics.connection_opened();
         tracing::debug!("connected");
-        let mut connection = Connection::new(socket, state.clone());
+        let mut connection = Connection::new(socket, state.clone(), client);
         connection.serve().await;
         connection.leave_room().await;
         state.metrics.connection_closed();
@@ -110,10 +121,14 @@ struct Connection {
     keepalive: tokio::time::Interval,
     /// When the client last sent anything (data, ping or pong).
     last_heard: Instant,
+    /// The client's address, for the per-address limits.
+    client: AddressKey,
+    /// This participant's place among its address's participants in the room.
+    room_slot: Option<RoomSlot>,
 }
 
 impl Connection {
-    fn new(socket: WebSocket, state: Arc<AppState>) -> Self {
+    fn new(socket: WebSocket, state: Arc<AppState>, client: AddressKey) -> Self {
         let limits = &state.config.limits;
         let now = Instant::now();
         let (outbox, inbox) = Outbox::new(limits.outbound_queue);
@@ -138,6 +153,8 @@ impl Connection {
             outbox,
             inbox,
             session: None,
+            client,
+            room_slot: None,
             state,
         }
     }
@@ -173,8 +190,10 @@ impl Connection {
                     self.last_heard = Instant::now();
                     // An SFU call may take a while; do not let it hold up shutdown.
                     let state = self.state.clone();
+                    // Boxed: handling a message (a join, an SFU call) is a large future,
+                    // and inline it would make every idle connection's task that large.
                     tokio::select! {
-                        flow = self.on_message(message) => flow,
+                        flow = Box::pin(self.on_message(message)) => flow,
                         () = state.shutdown.triggered() => {
                             Flow::Close(close_code::AWAY, "server shutting down")
                         }
@@ -256,7 +275,7 @@ impl Connection {
                 return self.send_error(err).await;
             }
             Verdict::Close => {
-                tracing::warn!("flood did not stop; disconnecting");
+                tracing::info!("flood did not stop; disconnecting");
                 return Flow::Close(close_code::POLICY, "rate limit exceeded");
             }
         }
@@ -384,6 +403,11 @@ impl Connection {
             }
         }
         let state = self.state.clone();
+        let room_slot = state
+            .admission
+            .addresses
+            .join(self.client, &join.room, Instant::now())
+            .map_err(|refusal| address_refusal(refusal, &state.config.limits))?;
         let id = state.registry.join(
             &join.room,
             &join.name,
@@ -399,6 +423,7 @@ impl Connection {
                     media::forward_events(events, self.outbox.clone()).instrument(span),
                 );
                 tracing::info!("joined");
+                self.room_slot = Some(room_slot);
                 self.session = Some(Session {
                     room: join.room,
                     id,
@@ -422,6 +447,7 @@ impl Connection {
 
     /// Leaves the room and the SFU, if in one. Idempotent.
     async fn leave_room(&mut self) {
+        self.room_slot = None;
         let Some(session) = self.session.take() else {
             return;
         };
@@ -474,6 +500,26 @@ impl Connection {
     }
 }
 
+/// The error for a join refused by a per-address limit.
+fn address_refusal(refusal: JoinRefusal, limits: &crate::limits::Limits) -> ProtocolError {
+    match refusal {
+        JoinRefusal::Joins => ProtocolError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "more than {} joins a minute from your address; try again later",
+                limits.joins_per_minute_per_address
+            ),
+        ),
+        JoinRefusal::InRoom => ProtocolError::new(
+            ErrorCode::RoomFull,
+            format!(
+                "this room already has {} participants from your address",
+                limits.participants_per_address_per_room
+            ),
+        ),
+    }
+}
+
 /// A timer that first fires one interval from now and never bursts to catch up.
 fn keepalive_timer(now: Instant, interval: Duration) -> tokio::time::Interval {
     let mut timer = tokio::time::interval_at(now + interval, interval);
@@ -481,14 +527,19 @@ fn keepalive_timer(now: Instant, interval: Duration) -> tokio::time::Interval {
     timer
 }
 
-/// A read error ends the connection; an oversized message gets a proper 1009 first.
+/// A read error ends the connection; an oversized message gets a proper 1009 first,
+/// a text message that is not UTF-8 a 1007 (RFC 6455 §8.1).
 fn read_error(e: &axum::Error) -> Flow {
     // tungstenite reports the size cap as a capacity error ("Message too long" /
-    // "Space limit exceeded"); axum only exposes it as text.
+    // "Space limit exceeded") and bad text as "UTF-8 encoding error"; axum only
+    // exposes them as text.
     let text = e.to_string();
     if text.contains("too long") || text.contains("Space limit") {
         tracing::info!("message over the hard size cap; closing");
         Flow::Close(close_code::SIZE, "message too big")
+    } else if text.contains("UTF-8") {
+        tracing::info!("text message that is not UTF-8; closing");
+        Flow::Close(close_code::INVALID, "invalid UTF-8 in a text message")
     } else {
         tracing::debug!(error = %text, "read error");
         Flow::Gone

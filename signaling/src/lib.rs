@@ -10,8 +10,11 @@
 //! | file            | holds                                                          |
 //! |-----------------|----------------------------------------------------------------|
 //! | `server.rs`     | [`Server`]: bind, run, spawn in-process, graceful shutdown     |
+//! | `accept.rs`     | the accept loop: connection cap, header timeout, refusals      |
+//! | `addresses.rs`  | client addresses, trusted proxies, per-address limits          |
+//! | `descriptors.rs`| RLIMIT_NOFILE and the connection budget it leaves              |
 //! | `web.rs`        | HTTP routes, static files, security headers                    |
-//! | `websocket.rs`  | the `/ws` gate: origin check, connection limit, size cap       |
+//! | `websocket.rs`  | the `/ws` gate: origin check, proxied address limit, buffers   |
 //! | `connection.rs` | one connection's state machine (lobby → room → closed)         |
 //! | `protocol.rs`   | the JSON messages and the validating parser                    |
 //! | `error.rs`      | the stable error codes                                         |
@@ -58,12 +61,15 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod descriptors;
 pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod rate_limit;
 
+mod accept;
+mod addresses;
 mod connection;
 mod media;
 mod origin;
@@ -76,6 +82,7 @@ mod state;
 mod web;
 mod websocket;
 
+pub use addresses::TrustedProxies;
 pub use config::{Config, OriginPolicy};
 pub use error::{ErrorCode, ProtocolError};
 pub use limits::Limits;

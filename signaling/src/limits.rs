@@ -1,9 +1,10 @@
 //! The numbers that keep one client from hurting the others.
 //!
 //! Every limit has an embedded default; `sealed serve` exposes the ones an operator
-//! tunes as flags. They are enforced in three places: the WebSocket layer (hard frame
-//! cap), the parser (message and payload sizes) and the room registry (rooms,
-//! participants per room).
+//! tunes as flags. They are enforced at `accept` (connections, per address), by the
+//! HTTP layer (header timeout), the WebSocket layer (hard frame cap), the parser
+//! (message and payload sizes), the join path (per-address joins) and the room
+//! registry (rooms, participants per room).
 
 use std::time::Duration;
 
@@ -15,8 +16,22 @@ pub struct Limits {
     pub max_rooms: usize,
     /// Most participants in one room; one more gets `room_full`.
     pub max_participants: usize,
-    /// Most simultaneous WebSocket connections (joined or not); more get HTTP 503.
+    /// Most simultaneous TCP connections (HTTP, WebSocket joined or not, or silent);
+    /// more get HTTP 503. The server lowers it to its descriptor budget
+    /// ([`crate::descriptors::connection_budget`]), so the default means "as many as
+    /// the descriptor limit allows".
     pub max_connections: usize,
+    /// Most simultaneous connections from one client address.
+    pub max_connections_per_address: usize,
+    /// Joins one client address may make per minute (a bucket of this size that
+    /// refills over a minute).
+    pub joins_per_minute_per_address: u32,
+    /// Most participants from one client address in one room.
+    pub participants_per_address_per_room: usize,
+    /// How long a client may take to send a complete HTTP request head (the first
+    /// one, the WebSocket upgrade, or the next one on a kept-alive connection). A
+    /// silent or trickling client is disconnected after it.
+    pub header_timeout: Duration,
     /// Largest text message the protocol accepts, in bytes. A larger one gets
     /// `too_large` and is dropped; the connection stays usable.
     pub max_message_bytes: usize,
@@ -57,7 +72,11 @@ impl Default for Limits {
         Limits {
             max_rooms: 1000,
             max_participants: 100,
-            max_connections: 10_000,
+            max_connections: 100_000,
+            max_connections_per_address: 500,
+            joins_per_minute_per_address: 300,
+            participants_per_address_per_room: 50,
+            header_timeout: Duration::from_secs(5),
             max_message_bytes: 64 * 1024,
             max_frame_bytes: 256 * 1024,
             max_e2ee_payload_bytes: 16 * 1024,
@@ -68,7 +87,7 @@ impl Default for Limits {
             rate_burst: 100,
             flood_close_after: 200,
             outbound_queue: 1024,
-            join_timeout: Duration::from_secs(30),
+            join_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(25),
         }
     }

@@ -24,6 +24,8 @@ pub struct Metrics {
     errors: [AtomicU64; ErrorCode::ALL.len()],
     rate_limited_drops: AtomicU64,
     slow_consumer_disconnects: AtomicU64,
+    accept_errors: AtomicU64,
+    header_timeouts: AtomicU64,
 }
 
 /// A room/participant count from the registry, taken at scrape time.
@@ -33,6 +35,10 @@ pub struct RegistryCounts {
     pub rooms: usize,
     /// Joined participants.
     pub participants: usize,
+    /// Open TCP connections (HTTP, WebSocket or silent).
+    pub tcp_connections: usize,
+    /// The connection cap in force.
+    pub connection_cap: usize,
 }
 
 impl Metrics {
@@ -47,7 +53,18 @@ impl Metrics {
         self.connections_open.fetch_sub(1, Relaxed);
     }
 
-    /// An upgrade was refused (origin, connection limit).
+    /// `accept` failed (e.g. out of descriptors).
+    pub(crate) fn accept_error(&self) {
+        self.accept_errors.fetch_add(1, Relaxed);
+    }
+
+    /// A connection was closed for not sending a request head in time.
+    pub(crate) fn header_timeout(&self) {
+        self.header_timeouts.fetch_add(1, Relaxed);
+    }
+
+    /// A connection or upgrade was refused (connection cap, per-address limit,
+    /// origin).
     pub(crate) fn connection_refused(&self) {
         self.connections_refused.fetch_add(1, Relaxed);
     }
@@ -98,6 +115,16 @@ impl Metrics {
             "Open WebSocket connections, joined or not.",
             self.connections_open.load(Relaxed),
         );
+        gauge(
+            "sealed_tcp_connections",
+            "Open TCP connections (HTTP, WebSocket or not yet speaking), as counted against the cap.",
+            registry.tcp_connections as u64,
+        );
+        gauge(
+            "sealed_connection_cap",
+            "Most TCP connections served at once (after the descriptor budget).",
+            registry.connection_cap as u64,
+        );
         gauge("sealed_sfu_rooms", "Rooms in the media plane.", sfu.rooms);
         gauge(
             "sealed_sfu_participants",
@@ -110,7 +137,7 @@ impl Metrics {
             sfu.tracks,
         );
 
-        let counters: [(&str, &str, u64); 8] = [
+        let counters: [(&str, &str, u64); 10] = [
             (
                 "sealed_connections_total",
                 "WebSocket connections accepted.",
@@ -118,8 +145,18 @@ impl Metrics {
             ),
             (
                 "sealed_connections_refused_total",
-                "WebSocket upgrades refused (origin, connection limit).",
+                "Connections and WebSocket upgrades refused (connection cap, per-address limit, origin).",
                 self.connections_refused.load(Relaxed),
+            ),
+            (
+                "sealed_accept_errors_total",
+                "Failed accept calls (e.g. out of file descriptors).",
+                self.accept_errors.load(Relaxed),
+            ),
+            (
+                "sealed_header_timeouts_total",
+                "Connections closed for not sending a request head in time.",
+                self.header_timeouts.load(Relaxed),
             ),
             (
                 "sealed_rate_limited_messages_total",
@@ -222,6 +259,8 @@ mod tests {
             RegistryCounts {
                 rooms: 2,
                 participants: 5,
+                tcp_connections: 3,
+                connection_cap: 9,
             },
             SfuStats {
                 forwarded_packets: 77,
@@ -232,6 +271,8 @@ mod tests {
             "sealed_rooms 2",
             "sealed_participants 5",
             "sealed_connections 1",
+            "sealed_tcp_connections 3",
+            "sealed_connection_cap 9",
             "sealed_connections_total 1",
             "sealed_sfu_forwarded_packets_total 77",
             "sealed_messages_received_total{type=\"e2ee\"} 2",
@@ -248,6 +289,6 @@ mod tests {
         }
         // Each family's TYPE line appears exactly once.
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
-        assert_eq!(types, 6 + 8 + 2);
+        assert_eq!(types, 8 + 10 + 2);
     }
 }

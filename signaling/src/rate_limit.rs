@@ -2,10 +2,16 @@
 //!
 //! Each connection may send `rate` messages a second on average and `burst` at once.
 //! Every incoming WebSocket message (text, binary, ping) costs one token. When the
-//! bucket is empty the message is dropped unread; the first drop of a flood earns the
-//! client one `rate_limited` error (not one per dropped message: answering every
-//! message of a flood would make us the amplifier), and a flood that goes on for
-//! `close_after` messages without a single token regained closes the connection.
+//! bucket is empty the message is dropped unread.
+//!
+//! A *flood* starts with the first dropped message and ends only when the bucket is
+//! full again, i.e. when the client has kept below its rate long enough to earn the
+//! whole burst back (2 s at the defaults). Its first drop earns the client one
+//! `rate_limited` error (not one per dropped message: answering every message of a
+//! flood would make us the amplifier), and more than `close_after` drops in one flood
+//! close the connection. A token regained in the middle of a flood does not end it:
+//! otherwise a client sending at four times the rate would regain a token every few
+//! messages, never be closed, and earn a `rate_limited` error each time.
 //!
 //! Sans-IO: the caller passes the current time, so tests need no sleeping. A
 //! dedicated crate (`governor`) exists, but its keyed, lock-free, multi-threaded
@@ -57,9 +63,12 @@ impl RateLimiter {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate_per_second).min(self.burst);
+        if self.tokens >= self.burst {
+            // The client paused long enough to refill the bucket: the flood is over.
+            self.dropped_in_flood = 0;
+        }
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            self.dropped_in_flood = 0;
             return Verdict::Allow;
         }
         self.dropped_in_flood = self.dropped_in_flood.saturating_add(1);
@@ -113,18 +122,56 @@ mod tests {
     }
 
     #[test]
-    fn a_long_flood_closes_and_a_regained_token_resets_the_flood() {
+    fn a_long_flood_closes_and_only_a_full_bucket_ends_a_flood() {
         let t0 = Instant::now();
-        let mut limiter = RateLimiter::new(10, 1, 3, t0);
+        let mut limiter = RateLimiter::new(10, 2, 3, t0);
+        assert_eq!(limiter.check(t0), Verdict::Allow);
         assert_eq!(limiter.check(t0), Verdict::Allow);
         assert_eq!(limiter.check(t0), Verdict::Drop { notify: true });
-        assert_eq!(limiter.check(t0), Verdict::Drop { notify: false });
-        // A token comes back: the flood is over, the count starts again.
+        // A token comes back, but the bucket is not full: still the same flood.
         let t1 = t0 + Duration::from_millis(100);
         assert_eq!(limiter.check(t1), Verdict::Allow);
-        assert_eq!(limiter.check(t1), Verdict::Drop { notify: true });
         assert_eq!(limiter.check(t1), Verdict::Drop { notify: false });
-        assert_eq!(limiter.check(t1), Verdict::Drop { notify: false });
-        assert_eq!(limiter.check(t1), Verdict::Close);
+        // A pause that refills the bucket ends it; the next flood is told again.
+        let t2 = t1 + Duration::from_millis(200);
+        assert_eq!(limiter.check(t2), Verdict::Allow);
+        assert_eq!(limiter.check(t2), Verdict::Allow);
+        assert_eq!(limiter.check(t2), Verdict::Drop { notify: true });
+        assert_eq!(limiter.check(t2), Verdict::Drop { notify: false });
+        assert_eq!(limiter.check(t2), Verdict::Drop { notify: false });
+        assert_eq!(limiter.check(t2), Verdict::Close);
+    }
+
+    /// Sends `per_second` messages a second for up to `seconds` at the default limits;
+    /// returns when the limiter closed (if it did) and how many notices it sent.
+    fn flood(per_second: u32, seconds: u32) -> (Option<Duration>, u32) {
+        let t0 = Instant::now();
+        let mut limiter = RateLimiter::new(50, 100, 200, t0);
+        let mut notices = 0;
+        for i in 0..per_second * seconds {
+            let at = Duration::from_secs_f64(f64::from(i) / f64::from(per_second));
+            match limiter.check(t0 + at) {
+                Verdict::Allow => {}
+                Verdict::Drop { notify } => notices += u32::from(notify),
+                Verdict::Close => return (Some(at), notices),
+            }
+        }
+        (None, notices)
+    }
+
+    #[test]
+    fn floods_above_the_rate_close_after_200_drops_with_one_notice() {
+        // 200/s: 150 drops a second after the burst is spent.
+        let (closed, notices) = flood(200, 10);
+        let closed = closed.expect("a 200/s flood must close");
+        assert!(closed < Duration::from_secs(3), "{closed:?}");
+        assert_eq!(notices, 1);
+        for rate in [1000, 2000, 10_000] {
+            let (closed, notices) = flood(rate, 10);
+            assert!(closed.expect("must close") < Duration::from_secs(1));
+            assert_eq!(notices, 1, "{rate}/s");
+        }
+        // At the rate: never a drop.
+        assert_eq!(flood(50, 30), (None, 0));
     }
 }

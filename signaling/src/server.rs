@@ -13,8 +13,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The shutdown sequence (see [`crate::shutdown`]): stop accepting, finish in-flight
-//! HTTP requests, tell every WebSocket `1001 server shutting down` and wait for the
+//! Connections are accepted and counted by [`crate::accept`]. The shutdown sequence
+//! (see [`crate::shutdown`]): stop accepting, finish in-flight HTTP requests, tell every WebSocket `1001 server shutting down` and wait for the
 //! connection tasks to leave their rooms (bounded by [`SHUTDOWN_GRACE`]), then
 //! [`sfu::Sfu::shutdown`].
 
@@ -71,7 +71,11 @@ impl Server {
 
     /// Like [`Server::bind`] around an SFU the caller made (e.g. one whose test tap
     /// the caller wants to observe). `config.sfu` is ignored.
-    pub async fn bind_with_sfu(config: Config, sfu: sfu::Sfu) -> Result<Server, ServerError> {
+    ///
+    /// The connection cap is `config.limits.max_connections` lowered to what the
+    /// process's descriptor limit allows next to the media sockets
+    /// ([`crate::descriptors::connection_budget`]).
+    pub async fn bind_with_sfu(mut config: Config, sfu: sfu::Sfu) -> Result<Server, ServerError> {
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -80,6 +84,7 @@ impl Server {
                     source,
                 })?;
         let local_addr = listener.local_addr()?;
+        config.limits.max_connections = connection_cap(&config);
         if !config.web_dir.join("index.html").is_file() {
             tracing::warn!(
                 web_dir = %config.web_dir.display(),
@@ -111,30 +116,26 @@ impl Server {
     ) -> Result<(), ServerError> {
         let state = self.state;
         let shutdown = state.shutdown.clone();
-        let app =
-            crate::web::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let graceful = {
-            let shutdown = shutdown.clone();
-            async move {
-                tokio::select! {
-                    () = signal => {}
-                    () = shutdown.triggered() => {}
-                }
-                shutdown.trigger();
-                tracing::info!("shutting down");
+        let router = crate::web::router(state.clone());
+        let graceful = async {
+            tokio::select! {
+                () = signal => {}
+                () = shutdown.triggered() => {}
             }
+            shutdown.trigger();
+            tracing::info!("shutting down");
         };
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(graceful)
-            .await;
-        // Whatever ended serving, make sure every connection hears about it.
-        shutdown.trigger();
+        // The accept loop ends on the same trigger.
+        tokio::join!(
+            crate::accept::accept_loop(self.listener, state.clone(), router),
+            graceful
+        );
         if !shutdown.wait_for_connections(SHUTDOWN_GRACE).await {
             tracing::warn!("some connections did not finish within {SHUTDOWN_GRACE:?}");
         }
         state.sfu.shutdown().await;
         tracing::info!("stopped");
-        served.map_err(ServerError::Io)
+        Ok(())
     }
 
     /// Runs the server on a background task; the returned handle stops it.
@@ -148,6 +149,33 @@ impl Server {
             task: Some(task),
         }
     }
+}
+
+/// The configured connection cap, lowered to the descriptor budget.
+fn connection_cap(config: &Config) -> usize {
+    let configured = config.limits.max_connections;
+    let Some(nofile) = crate::descriptors::soft_limit() else {
+        return configured;
+    };
+    let media = crate::descriptors::media_descriptors(&config.sfu);
+    let budget = crate::descriptors::connection_budget(nofile, media);
+    let cap = configured.min(budget);
+    if cap < configured && configured != crate::Limits::default().max_connections {
+        tracing::warn!(
+            configured,
+            cap,
+            nofile,
+            "--max-connections is above what the descriptor limit allows; lowered"
+        );
+    }
+    tracing::info!(
+        cap,
+        nofile,
+        media_sockets = media,
+        reserved = crate::descriptors::RESERVED,
+        "connection cap"
+    );
+    cap
 }
 
 /// A server running on a background task (see [`Server::spawn`]). Dropping the handle
@@ -187,6 +215,18 @@ impl ServerHandle {
     /// Open WebSocket connections right now.
     pub fn open_connections(&self) -> u64 {
         self.state.metrics.open_connections()
+    }
+
+    /// Open TCP connections counted against the cap right now (HTTP, WebSocket, or
+    /// not speaking yet).
+    pub fn open_tcp_connections(&self) -> usize {
+        self.state.admission.open()
+    }
+
+    /// The connection cap in force (the configured one, lowered to the descriptor
+    /// budget).
+    pub fn connection_cap(&self) -> usize {
+        self.state.admission.cap()
     }
 
     /// Shuts the server down gracefully and waits until it has stopped.

@@ -1,9 +1,6 @@
 //! What every request handler and connection task shares.
 
-use std::sync::Arc;
-
-use tokio::sync::Semaphore;
-
+use crate::accept::Admission;
 use crate::config::Config;
 use crate::metrics::{Metrics, RegistryCounts};
 use crate::registry::Registry;
@@ -21,17 +18,22 @@ pub(crate) struct AppState {
     pub sfu: sfu::Sfu,
     /// Shutdown signal and connection tracker.
     pub shutdown: Shutdown,
-    /// One permit per open WebSocket ([`crate::limits::Limits::max_connections`]).
-    pub connection_slots: Arc<Semaphore>,
+    /// Connection cap and per-address counters.
+    pub admission: Admission,
 }
 
 impl AppState {
-    /// Builds the state for `config` around an existing SFU.
+    /// Builds the state for `config` around an existing SFU, accepting at most
+    /// `config.limits.max_connections` connections.
     pub fn new(config: Config, sfu: sfu::Sfu) -> Self {
         let limits = &config.limits;
         AppState {
             registry: Registry::new(limits.max_rooms, limits.max_participants),
-            connection_slots: Arc::new(Semaphore::new(limits.max_connections)),
+            admission: Admission::new(
+                limits.max_connections,
+                limits,
+                config.trusted_proxies.clone(),
+            ),
             metrics: Metrics::default(),
             sfu,
             shutdown: Shutdown::default(),
@@ -46,6 +48,8 @@ impl AppState {
             RegistryCounts {
                 rooms,
                 participants,
+                tcp_connections: self.admission.open(),
+                connection_cap: self.admission.cap(),
             },
             self.sfu.stats(),
         )

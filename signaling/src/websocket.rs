@@ -1,8 +1,12 @@
 //! `GET /ws`: the gate in front of every signaling connection.
 //!
 //! Before a connection exists the handler checks, in order: the server is not
-//! shutting down (503), the browser `Origin` is allowed (403), and a connection slot
-//! is free (503). It then sets the WebSocket layer's hard size cap
+//! shutting down (503), the browser `Origin` is allowed (403), and — for a client
+//! behind a trusted proxy, whose TCP connection was not counted per address — that
+//! its forwarded address has a connection slot left (503). (The server-wide cap and
+//! direct clients' per-address slots were taken at `accept`, see [`crate::accept`].)
+//! It then sizes the WebSocket layer's buffers — small, so that an idle connection
+//! costs little ([`READ_BUFFER_BYTES`]) — sets its hard size cap
 //! ([`crate::limits::Limits::max_frame_bytes`]) and hands the socket to
 //! [`crate::connection`].
 
@@ -13,7 +17,13 @@ use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::addresses::AddressKey;
 use crate::state::AppState;
+
+/// The WebSocket read buffer, allocated (and zeroed) for every connection up front.
+/// tungstenite's default is 128 KiB, which made an idle connection cost ≈ 156 KB;
+/// signaling messages are small, and a larger message grows the buffer as needed.
+pub(crate) const READ_BUFFER_BYTES: usize = 4096;
 
 /// The axum handler for `GET /ws`.
 pub(crate) async fn upgrade(
@@ -35,10 +45,23 @@ pub(crate) async fn upgrade(
         tracing::warn!(%peer, origin = origin.unwrap_or_default(), "WebSocket origin refused");
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
-    let Ok(slot) = state.connection_slots.clone().try_acquire_owned() else {
-        state.metrics.connection_refused();
-        tracing::warn!(%peer, "connection limit reached");
-        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
+    let client = state.admission.proxies.client_address(peer.ip(), &headers);
+    let key = AddressKey::of(client);
+    let address_slot = if state.admission.proxies.contains(peer.ip()) {
+        match state.admission.addresses.connect(key) {
+            Some(slot) => Some(slot),
+            None => {
+                state.metrics.connection_refused();
+                tracing::info!(%peer, client = %key, "too many connections from one address");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many connections from your address",
+                )
+                    .into_response();
+            }
+        }
+    } else {
+        None
     };
     // Registered now, not after the upgrade, so a shutdown racing this request still
     // waits for the connection.
@@ -46,9 +69,12 @@ pub(crate) async fn upgrade(
     let cap = state.config.limits.max_frame_bytes;
     ws.max_message_size(cap)
         .max_frame_size(cap)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        // Write each frame at once instead of gathering 128 KiB first.
+        .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
-            crate::connection::run(socket, state, peer).await;
-            drop(slot);
+            crate::connection::run(socket, state, peer, key).await;
+            drop(address_slot);
             drop(guard);
         })
 }

@@ -19,9 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::media::{
     BodyInfo, FrameAssembler, check_body, synthetic_vp8_frame, tone, vp8_body, vp8_packetize,
 };
-use crate::participant::{Event, JoinOptions, Participant};
+use crate::participant::{Event, JoinOptions, Participant, ParticipantError};
 use crate::protocol::{ClientMessage, MediaKind, ServerMessage, decode_b64, encode_b64};
 use crate::rtc::{LocalTrack, ReceivedRtp};
+use crate::signal::SignalError;
 
 /// Samples per 20 ms Opus frame at 48 kHz.
 pub const FRAME_SAMPLES: usize = 960;
@@ -307,7 +308,10 @@ impl BotReport {
 /// Why a bot could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BotError {
-    /// Joining failed.
+    /// The signaling server could not be reached (or refused the WebSocket).
+    #[error("cannot reach the server: {0}")]
+    Unreachable(String),
+    /// The server refused the join, or took it and then failed it.
     #[error("cannot join: {0}")]
     Join(String),
     /// The bot's task ended.
@@ -344,7 +348,7 @@ impl BotHandle {
             }),
             Ok(Err(e)) => {
                 let _ = task.await;
-                Err(BotError::Join(e))
+                Err(e)
             }
             Err(_) => Err(BotError::Stopped),
         }
@@ -705,15 +709,19 @@ impl Bot {
 async fn run(
     cfg: BotConfig,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
-    ready: oneshot::Sender<Result<u64, String>>,
+    ready: oneshot::Sender<Result<u64, BotError>>,
 ) {
     let identity = Identity::generate();
     let mut opts = JoinOptions::new(&cfg.url, &cfg.room, &cfg.name);
     opts.public_key = identity.public_key().to_vec();
     let p = match Participant::join(opts).await {
         Ok(p) => p,
+        Err(e @ ParticipantError::Signal(SignalError::Connect { .. })) => {
+            let _ = ready.send(Err(BotError::Unreachable(e.to_string())));
+            return;
+        }
         Err(e) => {
-            let _ = ready.send(Err(e.to_string()));
+            let _ = ready.send(Err(BotError::Join(e.to_string())));
             return;
         }
     };
@@ -726,7 +734,7 @@ async fn run(
     ) {
         Ok(s) => s,
         Err(e) => {
-            let _ = ready.send(Err(format!("engine: {e}")));
+            let _ = ready.send(Err(BotError::Join(format!("engine: {e}"))));
             return;
         }
     };
@@ -743,7 +751,11 @@ async fn run(
         match p.publish(&kinds).await {
             Ok(t) => t,
             Err(e) => {
-                let _ = ready.send(Err(format!("publish: {e}")));
+                // A failed join shows as `welcome` followed by an error.
+                let _ = ready.send(Err(BotError::Join(format!(
+                    "the server welcomed us as participant {} but then refused our media: {e}",
+                    p.id
+                ))));
                 return;
             }
         }

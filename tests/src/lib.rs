@@ -6,11 +6,15 @@
 //! - [`rtc`]: the webrtc-rs PeerConnections (the only module that touches webrtc-rs).
 //! - [`media`]: synthetic VP8 frames, VP8 RTP packetizing, tones and tone detection.
 //! - [`participant`]: a joined participant: signaling + publish and subscribe connections.
+//! - [`server_process`]: a `sealed` child process with its RSS, descriptors and log.
+//! - [`hostile`]: hostile clients from many loopback addresses (the abuse harness).
 
 pub mod bot;
 pub mod duration;
+pub mod hostile;
 pub mod media;
 pub mod participant;
 pub mod protocol;
 pub mod rtc;
+pub mod server_process;
 pub mod signal;

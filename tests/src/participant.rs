@@ -195,6 +195,9 @@ struct Shared {
     publish: Mutex<Option<Arc<RtcPeer>>>,
     subscribe: Arc<RtcPeer>,
     publish_answered: watch::Sender<u64>,
+    /// The first `error` the server sent after `welcome` (code, message), or why
+    /// signaling ended: what a failed publish reports.
+    server_error: watch::Sender<Option<(String, String)>>,
 }
 
 impl Shared {
@@ -209,6 +212,18 @@ impl Shared {
         } else {
             g.pending[slot(pc)].push(c);
         }
+    }
+
+    /// Records the server's error unless an earlier one is recorded: the first one is
+    /// the cause (a failed join's `internal` before the `not_joined` that follows it).
+    fn first_error(&self, code: &str, message: &str) {
+        self.server_error.send_if_modified(|e| {
+            if e.is_some() {
+                return false;
+            }
+            *e = Some((code.to_owned(), message.to_owned()));
+            true
+        });
     }
 
     /// Sends `m` (an offer or answer), then the candidates gathered meanwhile.
@@ -255,6 +270,7 @@ impl Participant {
             publish: Mutex::new(None),
             subscribe,
             publish_answered: answered_tx,
+            server_error: watch::Sender::new(None),
         });
         shared.send(ClientMessage::join(
             &opts.room,
@@ -292,7 +308,14 @@ impl Participant {
                         msg = incoming.recv() => match msg {
                             Ok(Inbound::Message(m)) => handle_server(&shared, &ev_tx, m).await,
                             Ok(Inbound::Unparsed(t)) => { let _ = ev_tx.send(Event::Unparsed(t)); }
-                            Err(_) => { let _ = ev_tx.send(Event::Closed); break; }
+                            Err(_) => {
+                                shared.first_error(
+                                    "closed",
+                                    "the server closed the signaling connection",
+                                );
+                                let _ = ev_tx.send(Event::Closed);
+                                break;
+                            }
                         },
                         Some(e) = rtc_rx.recv() => handle_rtc(&shared, &ev_tx, e),
                     }
@@ -316,6 +339,9 @@ impl Participant {
 
     /// Publishes one sendonly track per entry of `kinds` with fresh unique track ids, waits
     /// for the server's answer and for the connection to be up, and returns the tracks.
+    /// An `error` from the server since joining (e.g. the `internal` that follows
+    /// `welcome` when the server could not add us to the media plane) fails it at once
+    /// as [`ParticipantError::Refused`] with the first such error.
     pub async fn publish(&self, kinds: &[MediaKind]) -> Result<Vec<LocalTrack>, ParticipantError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let pc = Arc::new(RtcPeer::new(PcName::Publish, tx, None).await?);
@@ -340,13 +366,29 @@ impl Participant {
         }
         let mut answered = self.shared.publish_answered.subscribe();
         let before = *answered.borrow();
+        let mut errors = self.shared.server_error.subscribe();
+        // An error that arrived before we asked (e.g. right after `welcome`) counts too.
+        let pending = errors.borrow_and_update().clone();
+        if let Some((code, message)) = pending {
+            return Err(ParticipantError::Refused { code, message });
+        }
         let sdp = pc.create_offer().await?;
         self.shared
             .send_description(PcName::Publish, ClientMessage::PublishOffer { sdp });
-        tokio::time::timeout(Duration::from_secs(10), answered.wait_for(|n| *n > before))
+        let wait = async {
+            tokio::select! {
+                answer = answered.wait_for(|n| *n > before) => {
+                    answer.map(|_| ()).map_err(|_| ParticipantError::Gone)
+                }
+                Ok(refusal) = errors.wait_for(Option::is_some) => {
+                    let (code, message) = refusal.clone().unwrap_or_default();
+                    Err(ParticipantError::Refused { code, message })
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
             .await
-            .map_err(|_| SignalError::Timeout(Duration::from_secs(10)))?
-            .map_err(|_| ParticipantError::Gone)?;
+            .map_err(|_| SignalError::Timeout(Duration::from_secs(10)))??;
         pc.wait_connected(Duration::from_secs(10)).await?;
         Ok(tracks)
     }
@@ -471,6 +513,9 @@ async fn handle_server(shared: &Arc<Shared>, ev: &mpsc::UnboundedSender<Event>, 
             }
         },
         other => {
+            if let ServerMessage::Error { code, message } = &other {
+                shared.first_error(code, message);
+            }
             let _ = ev.send(Event::Server(other));
             Ok(())
         }

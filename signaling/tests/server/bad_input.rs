@@ -299,3 +299,63 @@ async fn a_client_that_stops_reading_is_disconnected_not_buffered() {
     assert_eq!(left["id"], sleeper.id);
     drop(sleeper);
 }
+
+#[tokio::test]
+async fn a_text_frame_that_is_not_utf8_closes_with_1007_and_others_carry_on() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let server = start_default().await;
+    let mut calm = Bystanders::new(&server).await;
+    let (mut x, _) = Client::join(&server, "calm", "X").await;
+    calm.a.recv_type("participant_joined").await;
+    calm.b.recv_type("participant_joined").await;
+    let frame = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    x.send_raw(Message::Frame(frame)).await;
+    assert_eq!(
+        x.closed().await,
+        Closed::Frame(1007, "invalid UTF-8 in a text message".into())
+    );
+    calm.a.recv_type("participant_left").await;
+    calm.b.recv_type("participant_left").await;
+    calm.still_fine().await;
+}
+
+/// The documented rule: a flood is one `rate_limited` error, and more than 200
+/// dropped messages before the client pauses close it — also when it sends only a
+/// few times the allowed rate, so that tokens trickle back during the flood.
+#[tokio::test]
+async fn a_moderate_flood_gets_one_notice_and_is_closed() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    let server = start_default().await;
+    let (x, _) = Client::join(&server, "r", "X").await;
+    let (mut sink, mut stream) = x.into_inner().split();
+    let sender = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(5)); // 200 messages/s
+        for _ in 0..2000 {
+            tick.tick().await;
+            let mute = json!({"type": "mute", "track": "t", "muted": true}).to_string();
+            if sink.send(Message::text(mute)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut notices = 0;
+    let close = loop {
+        let frame = tokio::time::timeout(Duration::from_secs(8), stream.next())
+            .await
+            .expect("a 200/s flood was not closed");
+        match frame {
+            Some(Ok(Message::Text(t))) if t.contains("\"rate_limited\"") => notices += 1,
+            Some(Ok(Message::Close(close))) => break close,
+            Some(Ok(_)) => {}
+            None | Some(Err(_)) => break None,
+        }
+    };
+    sender.abort();
+    let close = close.expect("a close frame");
+    assert_eq!(
+        (u16::from(close.code), close.reason.as_str()),
+        (1008, "rate limit exceeded")
+    );
+    assert_eq!(notices, 1);
+}

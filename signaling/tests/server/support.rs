@@ -102,6 +102,31 @@ impl Client {
         }
     }
 
+    /// Connects from local address `from` (any 127.x.y.z works on Linux loopback)
+    /// with extra request headers; returns the HTTP status on refusal.
+    pub async fn connect_from(
+        server: &ServerHandle,
+        from: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, u16> {
+        let tcp = tcp_from(server, from).await;
+        let mut request = server.ws_url().into_client_request().unwrap();
+        for (name, value) in headers {
+            request.headers_mut().append(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        match tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)).await {
+            Ok((ws, _)) => Ok(Client { ws, id: 0 }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(response.status().as_u16())
+            }
+            Err(e) => panic!("unexpected connect error: {e}"),
+        }
+    }
+
     /// Connects and joins; returns the client (with its id) and the welcome.
     pub async fn join(server: &ServerHandle, room: &str, name: &str) -> (Client, Value) {
         let mut client = Client::connect(server).await;
@@ -218,10 +243,24 @@ impl Client {
         }
     }
 
+    /// The WebSocket itself (e.g. to split it).
+    pub fn into_inner(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        self.ws
+    }
+
     /// Closes the socket from the client side.
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }
+}
+
+/// A TCP connection to the server from local address `from` (e.g. "127.0.0.2").
+pub async fn tcp_from(server: &ServerHandle, from: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    socket.connect(server.local_addr()).await.unwrap()
 }
 
 /// A minimal HTTP/1.1 GET: returns status, lower-cased headers and body.

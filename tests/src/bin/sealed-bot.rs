@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use tests::bot::{AudioSource, BotConfig, BotHandle, BotReport, ChatLine, SAMPLE_RATE};
+use tests::bot::{AudioSource, BotConfig, BotError, BotHandle, BotReport, ChatLine, SAMPLE_RATE};
 use tests::protocol::decode_b64;
 
 #[derive(Parser, Debug)]
@@ -212,12 +212,13 @@ async fn join(args: JoinArgs) -> Result<()> {
     cfg.video = args.video.is_some();
     cfg.decode_audio = true;
     cfg.say = args.say.clone();
-    let bot = BotHandle::spawn(cfg).await.with_context(|| {
-        format!(
-            "cannot join room {:?} at {} (is the server running?)",
-            link.room, link.ws_url
-        )
-    })?;
+    let bot = match BotHandle::spawn(cfg).await {
+        Ok(bot) => bot,
+        Err(e @ BotError::Unreachable(_)) => {
+            bail!("{e} at {} (is the server running?)", link.ws_url)
+        }
+        Err(e) => bail!("room {:?} at {}: {e}", link.room, link.ws_url),
+    };
     println!("joined room {:?} as participant {}", link.room, bot.id);
     let mut last_epoch = None;
     let (mut said, mut heard) = (0, 0);
