@@ -91,8 +91,8 @@ mod session;
 
 pub use chat::ChatError;
 pub use codec::Codec;
-pub use epoch::{MessageCounters, Outgoing, SessionConfig, SessionEvent};
-pub use error::{EngineError, FrameError};
+pub use epoch::{MessageCounters, Outgoing, PauseReason, SessionConfig, SessionEvent};
+pub use error::{DropReason, EngineError, FrameError};
 pub use frame::CIPHER_SUITE;
 pub use identity::Identity;
 pub use random::{DeterministicRandom, OsRandom, RandomSource};

@@ -42,6 +42,7 @@ pub struct Net {
     /// Per-recipient FIFO, like one WebSocket per member.
     pub fifo: bool,
     last_at: BTreeMap<u64, u64>,
+    last_roster_at: BTreeMap<u64, u64>,
     rng: DeterministicRandom,
     /// Random extra delay 0..=jitter ms per delivery.
     pub jitter: u64,
@@ -68,6 +69,7 @@ impl Net {
             seq: 0,
             fifo: true,
             last_at: BTreeMap::new(),
+            last_roster_at: BTreeMap::new(),
             rng: DeterministicRandom::new(seed),
             jitter: 20,
             policy: None,
@@ -88,6 +90,12 @@ impl Net {
         let mut at = self.now + delay;
         if self.fifo {
             let last = self.last_at.entry(to).or_insert(0);
+            at = at.max(*last);
+            *last = at;
+        } else if !matches!(what, Delivery::Message { .. }) {
+            // Even when key messages are reordered, one member's roster events keep their
+            // order (the server's room sends them in order on one socket).
+            let last = self.last_roster_at.entry(to).or_insert(0);
             at = at.max(*last);
             *last = at;
         }
