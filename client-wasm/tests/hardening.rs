@@ -13,18 +13,7 @@ use client_wasm::secret::{MeetingSecret, PairwiseKey};
 use client_wasm::{
     Codec, DeterministicRandom, FrameError, Identity, PauseReason, RandomSource, SessionEvent,
 };
-use common::{Net, ROOM, SECRET};
-
-fn meeting(ids: &[u64], seed: &[u8]) -> Net {
-    let mut net = Net::new(seed);
-    for &id in ids {
-        net.join(id);
-        net.run(50);
-    }
-    net.run(3_000);
-    assert!(net.converged_epoch().is_some());
-    net
-}
+use common::{Net, ROOM, SECRET, meeting};
 
 /// The secret scalar `Net::session_for` gives member `id` (same deterministic draw).
 fn secret_scalar(id: u64) -> [u8; 32] {
@@ -64,6 +53,15 @@ fn withhold_to(net: &mut Net, to: u64) -> Rc<Cell<bool>> {
     flag
 }
 
+/// Members 1-4; 3 leaves and the server withholds every key message to 4 from then on.
+fn withheld_rekey(seed: &[u8]) -> (Net, Rc<Cell<bool>>) {
+    let mut net = meeting(&[1, 2, 3, 4], seed);
+    let withhold = withhold_to(&mut net, 4);
+    withhold.set(true);
+    net.leave(3);
+    (net, withhold)
+}
+
 fn paused_events(net: &Net, id: u64) -> Vec<PauseReason> {
     net.events.get(&id).map_or(Vec::new(), |events| {
         events
@@ -80,10 +78,7 @@ fn paused_events(net: &Net, id: u64) -> Vec<PauseReason> {
 
 #[test]
 fn a_withheld_rekey_after_a_leave_stops_sending_and_the_leaver_reads_nothing() {
-    let mut net = meeting(&[1, 2, 3, 4], b"withheld");
-    let withhold = withhold_to(&mut net, 4);
-    withhold.set(true);
-    net.leave(3);
+    let (mut net, _withhold) = withheld_rekey(b"withheld");
     net.run(3_000);
     // The others moved on without 3; 4 never got the key and must not send.
     assert_eq!(net.session(1).epoch(), net.session(2).epoch());
@@ -103,10 +98,7 @@ fn a_withheld_rekey_after_a_leave_stops_sending_and_the_leaver_reads_nothing() {
 
 #[test]
 fn sending_pauses_within_three_seconds_says_why_and_resumes_when_the_key_arrives() {
-    let mut net = meeting(&[1, 2, 3, 4], b"resume");
-    let withhold = withhold_to(&mut net, 4);
-    withhold.set(true);
-    net.leave(3);
+    let (mut net, withhold) = withheld_rekey(b"resume");
     net.run(2_400);
     assert_eq!(net.session(4).paused(), None, "not before the bound");
     net.run(600);

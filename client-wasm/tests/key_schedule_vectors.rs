@@ -415,6 +415,24 @@ fn negative(rng: &mut DeterministicRandom) -> Vec<Value> {
     out
 }
 
+/// An ack or commit case: the exact message bytes and associated data of `msg`.
+fn check_empty_message(c: &Value, msg: KeyMessage) {
+    let key = PairwiseKey::from_bytes(arr(&c["key"]));
+    let (room, from, to) = (
+        c["room"].as_str().unwrap(),
+        c["from"].as_u64().unwrap(),
+        c["to"].as_u64().unwrap(),
+    );
+    let wire = msg.seal(&key, &arr(&c["nonce"]), room, from, to, &[]);
+    assert_eq!(h(&wire), c["message"].as_str().unwrap());
+    let parsed = KeyMessage::parse(&wire).unwrap();
+    assert_eq!(
+        h(&key_message_aad(room, from, to, parsed.clear)),
+        c["aad"].as_str().unwrap()
+    );
+    assert!(parsed.open(&key, room, from, to).is_some());
+}
+
 /// Checks that every negative case is rejected for its reason.
 fn check_negative(v: &Value) {
     let mut reasons = std::collections::BTreeSet::new();
@@ -650,50 +668,28 @@ fn check(v: &Value) {
         );
     }
     for c in v["ack"].as_array().unwrap() {
-        let key = PairwiseKey::from_bytes(arr(&c["key"]));
         let status = match c["status"].as_u64().unwrap() {
             0 => AckStatus::Installed,
             _ => AckStatus::Stale,
         };
-        let (room, from, to) = (
-            c["room"].as_str().unwrap(),
-            c["from"].as_u64().unwrap(),
-            c["to"].as_u64().unwrap(),
+        check_empty_message(
+            c,
+            KeyMessage::Ack {
+                epoch: c["epoch"].as_u64().unwrap(),
+                status,
+                highest: c["highest"].as_u64().unwrap(),
+                roster_hash: arr(&c["roster_hash"]),
+            },
         );
-        let msg = KeyMessage::Ack {
-            epoch: c["epoch"].as_u64().unwrap(),
-            status,
-            highest: c["highest"].as_u64().unwrap(),
-            roster_hash: arr(&c["roster_hash"]),
-        };
-        let wire = msg.seal(&key, &arr(&c["nonce"]), room, from, to, &[]);
-        assert_eq!(h(&wire), c["message"].as_str().unwrap());
-        let parsed = KeyMessage::parse(&wire).unwrap();
-        assert_eq!(
-            h(&key_message_aad(room, from, to, parsed.clear)),
-            c["aad"].as_str().unwrap()
-        );
-        assert!(parsed.open(&key, room, from, to).is_some());
     }
     for c in v["commit"].as_array().unwrap() {
-        let key = PairwiseKey::from_bytes(arr(&c["key"]));
-        let (room, from, to) = (
-            c["room"].as_str().unwrap(),
-            c["from"].as_u64().unwrap(),
-            c["to"].as_u64().unwrap(),
+        check_empty_message(
+            c,
+            KeyMessage::Commit {
+                epoch: c["epoch"].as_u64().unwrap(),
+                roster_hash: arr(&c["roster_hash"]),
+            },
         );
-        let msg = KeyMessage::Commit {
-            epoch: c["epoch"].as_u64().unwrap(),
-            roster_hash: arr(&c["roster_hash"]),
-        };
-        let wire = msg.seal(&key, &arr(&c["nonce"]), room, from, to, &[]);
-        assert_eq!(h(&wire), c["message"].as_str().unwrap());
-        let parsed = KeyMessage::parse(&wire).unwrap();
-        assert_eq!(
-            h(&key_message_aad(room, from, to, parsed.clear)),
-            c["aad"].as_str().unwrap()
-        );
-        assert!(parsed.open(&key, room, from, to).is_some());
     }
     check_negative(v);
     for section in [

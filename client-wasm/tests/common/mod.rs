@@ -57,6 +57,17 @@ pub struct Net {
     pub roster_errors: Vec<(u64, client_wasm::EngineError)>,
 }
 
+/// A meeting of `ids`, joined 50 ms apart, after 3 s to settle.
+pub fn meeting(ids: &[u64], seed: &[u8]) -> Net {
+    let mut net = Net::new(seed);
+    for &id in ids {
+        net.join(id);
+        net.run(50);
+    }
+    net.run(3_000);
+    net
+}
+
 impl Net {
     pub fn new(seed: &[u8]) -> Net {
         Net {
