@@ -17,7 +17,7 @@
 //! - **Chat** ([`chat`]): text messages sealed with AES-128-GCM under a per-sender,
 //!   per-epoch key from the same epoch secrets, relayed by the server as opaque bytes
 //!   ([`Session::encrypt_chat`], [`Session::decrypt_chat`]).
-//! - **Safety number** ([`safety`]): five groups of four digits over the roster's
+//! - **Safety number** ([`safety`]): eight groups of five digits (SHA-512) over the roster's
 //!   (id, public key) pairs; equal on every screen means no key substitution.
 //!
 //! Byte layouts, message rules and the races they answer are in `docs/PROTOCOL.md`
