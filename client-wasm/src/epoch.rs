@@ -888,11 +888,13 @@ impl EpochManager {
             self.counters.auth_failed += 1;
             return;
         };
-        let Ok(bytes) = <[u8; 32]>::try_from(plain.as_slice()) else {
+        if plain.len() != 32 {
             self.counters.malformed += 1;
             return;
-        };
-        let secret = EpochSecret::from_bytes(bytes);
+        }
+        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+        bytes.copy_from_slice(&plain);
+        let secret = EpochSecret::from_bytes(*bytes);
         if epoch >= EPOCH_LIMIT {
             self.counters.malformed += 1;
             return;
