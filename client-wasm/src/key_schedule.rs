@@ -64,17 +64,27 @@ pub fn pairwise_key(
 /// The epoch number is bound in, so epochs `n` and `n + 256` (same KIDs) never share a key
 /// even if a secret were reused.
 pub fn base_key(epoch_secret: &EpochSecret, sender_id: u64, epoch: u64) -> BaseKey {
+    let okm = expand_epoch_secret(
+        epoch_secret,
+        &[SENDER_LABEL, &sender_id.to_be_bytes(), &epoch.to_be_bytes()],
+    );
+    BaseKey::from_bytes(*okm)
+}
+
+/// `HKDF-SHA256-Expand(PRK = epoch secret, info = the parts concatenated, L = 16)`: the
+/// derivation of every per-sender key of an epoch (frames and chat).
+pub(crate) fn expand_epoch_secret(
+    epoch_secret: &EpochSecret,
+    info: &[&[u8]],
+) -> zeroize::Zeroizing<[u8; 16]> {
     let mut okm = zeroize::Zeroizing::new([0u8; 16]);
     // A 32-byte PRK is exactly SHA-256's length, so `from_prk` cannot fail; neither can a
     // 16-byte expand.
     if let Ok(hk) = Hkdf::<Sha256>::from_prk(epoch_secret.as_bytes()) {
-        let expanded = hk.expand_multi_info(
-            &[SENDER_LABEL, &sender_id.to_be_bytes(), &epoch.to_be_bytes()],
-            okm.as_mut(),
-        );
+        let expanded = hk.expand_multi_info(info, okm.as_mut());
         debug_assert!(expanded.is_ok());
     }
-    BaseKey::from_bytes(*okm)
+    okm
 }
 
 /// The SFrame KID of `sender_id` in `epoch`.
