@@ -15,13 +15,10 @@
 
 use std::collections::HashMap;
 
+use crate::key_schedule::{TAG_LEN, expand_epoch_secret};
+use crate::secret::{ChatKey, EpochSecret};
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes128Gcm, Nonce, Tag};
-use hkdf::Hkdf;
-use sha2::Sha256;
-
-use crate::key_schedule::TAG_LEN;
-use crate::secret::{ChatKey, EpochSecret};
 
 /// Label of the chat key's HKDF info and of the chat associated data.
 pub const CHAT_LABEL: &[u8] = b"sealed v2 chat";
@@ -76,16 +73,10 @@ impl ChatError {
 
 /// The chat key of `sender_id` in epoch `epoch` whose secret is `epoch_secret`.
 pub fn chat_key(epoch_secret: &EpochSecret, sender_id: u64, epoch: u64) -> ChatKey {
-    let mut okm = zeroize::Zeroizing::new([0u8; 16]);
-    // A 32-byte PRK is exactly SHA-256's length, so `from_prk` cannot fail; neither can a
-    // 16-byte expand.
-    if let Ok(hk) = Hkdf::<Sha256>::from_prk(epoch_secret.as_bytes()) {
-        let expanded = hk.expand_multi_info(
-            &[CHAT_LABEL, &sender_id.to_be_bytes(), &epoch.to_be_bytes()],
-            okm.as_mut(),
-        );
-        debug_assert!(expanded.is_ok());
-    }
+    let okm = expand_epoch_secret(
+        epoch_secret,
+        &[CHAT_LABEL, &sender_id.to_be_bytes(), &epoch.to_be_bytes()],
+    );
     ChatKey::from_bytes(*okm)
 }
 

@@ -17,7 +17,7 @@
 //! - **Chat** ([`chat`]): text messages sealed with AES-128-GCM under a per-sender,
 //!   per-epoch key from the same epoch secrets, relayed by the server as opaque bytes
 //!   ([`Session::encrypt_chat`], [`Session::decrypt_chat`]).
-//! - **Safety number** ([`safety`]): five groups of four digits over the roster's
+//! - **Safety number** ([`safety`]): eight groups of five digits (SHA-512) over the roster's
 //!   (id, public key) pairs; equal on every screen means no key substitution.
 //!
 //! Byte layouts, message rules and the races they answer are in `docs/PROTOCOL.md`
@@ -91,8 +91,8 @@ mod session;
 
 pub use chat::ChatError;
 pub use codec::Codec;
-pub use epoch::{MessageCounters, Outgoing, SessionConfig, SessionEvent};
-pub use error::{EngineError, FrameError};
+pub use epoch::{MessageCounters, Outgoing, PauseReason, SessionConfig, SessionEvent};
+pub use error::{DropReason, EngineError, FrameError};
 pub use frame::CIPHER_SUITE;
 pub use identity::Identity;
 pub use random::{DeterministicRandom, OsRandom, RandomSource};

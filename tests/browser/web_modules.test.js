@@ -5,7 +5,7 @@ import { test } from 'node:test';
 
 import { frameCodec, preferCodecs } from '../../web/js/codecs.js';
 import {
-  classifyDrop,
+  dropReasonOf,
   DECRYPTING_WINDOW_MS,
   DropReason,
   KEY_WAIT_LIMIT_MS,
@@ -25,6 +25,7 @@ import {
   SECRET_LENGTH,
   takeMeetingSecret,
 } from '../../web/js/secret.js';
+import { BADGE_TEXT, PAUSED_TITLE } from '../../web/js/meeting-view.js';
 import { missingFeatures } from '../../web/js/support.js';
 import { decodeChatMessage, encodeChatMessage, MAX_CHAT_PLAINTEXT, undecryptableText } from '../../web/js/chat.js';
 import { chooseStage, gridShape, pageCount, pageItems, PAGE_SIZE, SpeakerTracker } from '../../web/js/layout.js';
@@ -158,25 +159,29 @@ test('decrypt state: a replayed copy is counted apart and changes nothing', () =
   assert.equal(snap.droppedByReason.replay, 1);
 });
 
-test('drops are classified by the engine counter that moved', () => {
-  const base = {
-    frames_decrypted: 5,
-    dropped_unknown_kid: 1,
-    dropped_auth: 0,
-    dropped_replay: 0,
-    dropped_malformed: 0,
-    messages_unknown_sender: 0,
-  };
-  assert.equal(classifyDrop(base, { ...base, dropped_unknown_kid: 2 }), DropReason.NO_KEY);
-  assert.equal(classifyDrop(base, { ...base, dropped_auth: 1 }), DropReason.AUTH);
-  assert.equal(classifyDrop(base, { ...base, dropped_replay: 1 }), DropReason.REPLAY);
-  assert.equal(classifyDrop(base, { ...base, dropped_malformed: 1 }), DropReason.OTHER);
-  // Only frame drop counters count: key-message rejects between two drops do not.
-  assert.equal(
-    classifyDrop(base, { ...base, frames_decrypted: 9, messages_unknown_sender: 1, dropped_auth: 1 }),
-    DropReason.AUTH,
-  );
-  assert.equal(classifyDrop(null, { dropped_unknown_kid: 1, dropped_auth: 0 }), DropReason.NO_KEY);
+test('drops are named by the reason code the engine returns', () => {
+  assert.equal(dropReasonOf('unknown_kid'), DropReason.NO_KEY);
+  assert.equal(dropReasonOf('auth'), DropReason.AUTH);
+  assert.equal(dropReasonOf('replay'), DropReason.REPLAY);
+  assert.equal(dropReasonOf('wrong_sender'), DropReason.WRONG_SENDER);
+  assert.equal(dropReasonOf('malformed'), DropReason.OTHER);
+  assert.equal(dropReasonOf('something new'), DropReason.OTHER);
+});
+
+test('decrypt state: frames under another sender\'s key make the tile fail at once', () => {
+  const s = new ParticipantDecryptState();
+  s.recordDrop('video', DropReason.WRONG_SENDER, 100);
+  assert.equal(s.state(200), 'failing');
+  assert.equal(s.snapshot(200).droppedByReason.wrong_sender, 1);
+});
+
+test('the E2EE panel names every reason the engine pauses sending for', () => {
+  // The engine's PauseReason codes (client-wasm/src/epoch.rs).
+  assert.deepEqual(Object.keys(PAUSED_TITLE).sort(), ['epochs_exhausted', 'rekey_overdue', 'roster_mismatch']);
+  assert.equal(PAUSED_TITLE.rekey_overdue, 'Waiting for new key — not sending');
+  for (const title of Object.values(PAUSED_TITLE)) assert.match(title, /not sending/);
+  assert.match(BADGE_TEXT.self_paused, /not sending/);
+  assert.match(BADGE_TEXT.self_blocked, /not sending/);
 });
 
 test('missing browser features are named', () => {

@@ -396,18 +396,7 @@ impl BotHandle {
 }
 
 fn drop_reason(e: &FrameError) -> String {
-    match e {
-        FrameError::UnknownKeyId(_) => "unknown_kid".into(),
-        FrameError::Authentication => "authentication".into(),
-        FrameError::NoSendingKey => "no_key".into(),
-        other => {
-            let d = format!("{other:?}");
-            d.split(|c: char| !c.is_alphanumeric())
-                .next()
-                .unwrap_or("other")
-                .to_lowercase()
-        }
-    }
+    e.drop_reason().code().into()
 }
 
 /// The bot's state inside its task.
@@ -579,7 +568,9 @@ impl Bot {
             MediaKind::Video => Codec::Vp8,
         };
         let stats = self.report.senders.entry(publisher).or_default();
-        match self.session.decrypt(codec, &frame) {
+        // The track's participant, as the SFU labelled it: a frame keyed by anyone else
+        // is dropped (wrong_sender) rather than shown under the wrong name.
+        match self.session.decrypt_from(codec, publisher, &frame) {
             Ok(plain) => match r.kind {
                 MediaKind::Audio => {
                     stats.audio_frames += 1;

@@ -284,7 +284,7 @@ async fn bots_hear_each_other_and_the_sfu_forwards_only_ciphertext() {
         numbers.push(b.report().await.expect("bot report").safety_number);
     }
     assert!(
-        numbers.iter().all(|n| *n == numbers[0] && n.len() == 24),
+        numbers.iter().all(|n| *n == numbers[0] && n.len() == 47),
         "{numbers:?}"
     );
     let mut reports = Vec::new();

@@ -7,6 +7,13 @@ import { Person, ScreenTile } from './tiles.js';
 
 export { BADGE_TEXT } from './tiles.js';
 
+/** The E2EE panel's title while the engine refuses to send, by its pause reason. */
+export const PAUSED_TITLE = Object.freeze({
+  rekey_overdue: 'Waiting for new key — not sending',
+  roster_mismatch: 'Participant lists differ — not sending',
+  epochs_exhausted: 'Keys cannot rotate any more — not sending; start a new meeting',
+});
+
 /** How long a participant may send nothing before we stop saying "connecting". */
 const SILENT_AFTER_MS = 8000;
 
@@ -197,12 +204,20 @@ export class MeetingView {
   /** Renders the worker's E2EE status. */
   showE2eeStatus(status) {
     const haveKey = status.epoch !== null && status.epoch !== undefined;
-    this.securityTitle.textContent = haveKey ? 'End-to-end encrypted' : 'Waiting for the meeting key…';
-    this.securityTitle.classList.toggle('no-key', !haveKey);
-    this.#self?.setBadge(haveKey ? 'self' : 'self_no_key');
+    // The engine stopped sending (fail closed): say so rather than "encrypted".
+    const paused = status.paused ?? null;
+    this.securityTitle.textContent = paused
+      ? (PAUSED_TITLE[paused] ?? 'Not sending')
+      : haveKey
+        ? 'End-to-end encrypted'
+        : 'Waiting for the meeting key…';
+    this.securityTitle.classList.toggle('no-key', !haveKey || paused !== null);
+    this.securityTitle.dataset.paused = paused ?? '';
+    const selfBadge = paused === 'roster_mismatch' ? 'self_blocked' : paused ? 'self_paused' : 'self';
+    this.#self?.setBadge(haveKey ? selfBadge : 'self_no_key');
     this.safetyNumber.textContent = status.safetyNumber ?? '…';
     this.epoch.textContent = status.epoch ?? 'none yet';
-    this.rosterWarning.hidden = !status.rosterMismatch;
+    this.rosterWarning.hidden = !status.rosterMismatch && paused !== 'roster_mismatch';
     const now = performance.now();
     for (const [id, person] of this.#people) {
       let state = status.participants?.[String(id)]?.state ?? 'no_media';

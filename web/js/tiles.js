@@ -11,6 +11,8 @@ export const BADGE_TEXT = Object.freeze({
   silent: 'no media received',
   self: 'you encrypt',
   self_no_key: 'no key yet: not sending',
+  self_paused: 'waiting for new key: not sending',
+  self_blocked: 'participant lists differ: not sending',
 });
 
 export function element(tag, className, text) {
