@@ -6,16 +6,19 @@
 //   start {room, ownId, secret, members}   secret: Uint8Array(32) or null; members: [{id, publicKey}]
 //   member_joined {id, publicKey} | member_left {id} | receive {from, payload}
 //   status {reqId}                         → {type:'reply', reqId, status}
+//   chat_encrypt {reqId, plaintext}        → {type:'reply', reqId, payload} or {…, error: code}
+//   chat_decrypt {reqId, from, payload}    → {type:'reply', reqId, plaintext} or {…, error: code}
 //   reset {}                               drops the session (leave / reconnect)
 // Messages to the page:
 //   ready | fatal {message} | outgoing {messages:[{to, payload}]} | events {events} | status {status}
+//   (status.paused names why the engine refuses to send, e.g. 'rekey_overdue'; null otherwise)
 //
 // Ids cross postMessage as decimal strings (the engine wants BigInt, JSON
 // wants numbers). Key material never leaves this worker.
 
 import init, { Identity, Session } from './pkg/client_wasm.js';
 import { frameCodec } from './js/codecs.js';
-import { classifyDrop, DropReason, ParticipantDecryptState } from './js/decrypt-state.js';
+import { dropReasonOf, DropReason, ParticipantDecryptState } from './js/decrypt-state.js';
 
 const TICK_INTERVAL_MS = 50;
 const STATUS_INTERVAL_MS = 500;
@@ -25,8 +28,6 @@ let identity = null;
 let session = null;
 let rosterMismatch = null;
 let lastEpoch = null;
-/** Engine counters at the last dropped frame: the next drop's diff names its reason. */
-let dropBaseline = null;
 
 /** Remote participant id (string) → ParticipantDecryptState. */
 const participants = new Map();
@@ -38,6 +39,8 @@ const sendCounters = {
   audio: { encrypted: 0, droppedNoKey: 0, failed: 0 },
   video: { encrypted: 0, droppedNoKey: 0, failed: 0 },
 };
+// droppedNoKey also counts frames not sent while the engine pauses sending (a rekey after a
+// leave is overdue, or the roster differs): see status().paused.
 /** Keyframe requests made, and whether this browser's transformer offers the two calls. */
 const keyframes = { requested: 0, generated: 0, unsupported: 0, canRequest: null, canGenerate: null };
 
@@ -90,6 +93,13 @@ function handleMessage(msg) {
     case 'status':
       self.postMessage({ type: 'reply', reqId: msg.reqId, status: status() });
       break;
+    case 'chat_encrypt':
+      self.postMessage({ type: 'reply', reqId: msg.reqId, ...encryptChat(msg.plaintext) });
+      break;
+    case 'chat_decrypt':
+      self.postMessage({ type: 'reply', reqId: msg.reqId, ...decryptChat(msg.from, msg.payload) });
+      flush();
+      break;
     case 'reset':
       resetSession();
       break;
@@ -106,7 +116,6 @@ function startSession({ room, ownId, secret, members }) {
   session = new Session(room, BigInt(ownId), secret ?? undefined, identity, now());
   identity.free();
   identity = null;
-  dropBaseline = session.counters();
   for (const member of members) {
     try {
       session.memberJoined(now(), BigInt(member.id), member.publicKey);
@@ -117,12 +126,34 @@ function startSession({ room, ownId, secret, members }) {
   flush();
 }
 
+/** `{payload}` or `{error}` (the engine's code) for a chat plaintext we send. */
+function encryptChat(plaintext) {
+  if (!session) return { error: 'not_sending' };
+  if (typeof session.encryptChat !== 'function') return { error: 'unsupported' };
+  try {
+    return { payload: session.encryptChat(plaintext) };
+  } catch (error) {
+    return { error: error?.message ?? String(error) };
+  }
+}
+
+/** `{plaintext}` or `{error}` (the engine's code) for a chat payload from `from`. */
+function decryptChat(from, payload) {
+  if (!session) return { error: 'unknown_epoch' };
+  if (typeof session.decryptChat !== 'function') return { error: 'unsupported' };
+  try {
+    const result = session.decryptChat(Number(from), payload);
+    return result.error ? { error: result.error } : { plaintext: result.plaintext };
+  } catch (error) {
+    return { error: error?.message ?? String(error) };
+  }
+}
+
 function resetSession() {
   session?.free?.();
   session = null;
   rosterMismatch = null;
   lastEpoch = null;
-  dropBaseline = null;
   participants.clear();
 }
 
@@ -140,6 +171,8 @@ function flush() {
   let keysChanged = false;
   for (const event of events) {
     if (event.type === 'roster_mismatch') rosterMismatch = plain(event);
+    // Sending resumes only once an epoch for our own view of the roster arrived.
+    if (event.type === 'sending_resumed') rosterMismatch = null;
     if (event.type === 'key_installed' || event.type === 'epoch_changed') keysChanged = true;
     if (event.type === 'keyframe_needed') {
       const senders = new Set(Array.from(event.senders ?? [], String));
@@ -222,7 +255,7 @@ function frameMime(frame) {
 
 function encryptFrame(sender, frame, controller) {
   const counters = sendCounters[sender.kind];
-  if (!session || session.epoch() === undefined) {
+  if (!session || session.epoch() === undefined || session.paused() !== undefined) {
     counters.droppedNoKey += 1;
     return;
   }
@@ -245,24 +278,24 @@ function decryptFrame(receiver, frame, controller) {
     return;
   }
   const codec = frameCodec(receiver.kind, frameMime(frame));
-  let plaintext;
+  let result;
   try {
-    plaintext = session.decrypt(codec, new Uint8Array(frame.data));
+    // The engine drops a frame whose key names anyone but this track's participant.
+    result =
+      receiver.sender === null
+        ? 'wrong_sender'
+        : session.decrypt(codec, new Uint8Array(frame.data), receiver.sender);
   } catch {
-    plaintext = undefined;
+    result = 'malformed';
   }
-  if (plaintext === undefined) {
-    // Only decrypt() moves the dropped_* counters, so the diff since the
-    // previous drop is this frame's reason.
-    const after = session.counters();
-    const reason = classifyDrop(dropBaseline, after);
-    dropBaseline = after;
+  if (typeof result === 'string') {
+    const reason = dropReasonOf(result);
     state.recordDrop(receiver.kind, reason, t);
     // A replayed copy changes nothing for the decoder; any other drop leaves a gap.
     if (reason !== DropReason.REPLAY) receiver.wantsKeyframe = true;
     return;
   }
-  frame.data = toArrayBuffer(plaintext);
+  frame.data = toArrayBuffer(result);
   state.recordOk(receiver.kind, t);
   if (receiver.wantsKeyframe) {
     // Frames decrypt again after a gap: the decoder still needs a keyframe.
@@ -287,6 +320,9 @@ self.onrtctransform = ({ transformer }) => {
       transformer,
       kind,
       participant: String(participant),
+      // Whose track this is (the publisher's id, first in the track's msid, as the SFU set
+      // it); null if the page passed none we can read, and then every frame is dropped.
+      sender: /^\d+$/.test(String(participant)) ? BigInt(participant) : null,
       wantsKeyframe: false,
       lastKeyframeRequestAt: null,
     };
@@ -312,6 +348,8 @@ function status() {
     epoch: session?.epoch() ?? null,
     safetyNumber: session ? session.safetyNumber() : null,
     rosterMismatch,
+    // Why the engine refuses to send ('rekey_overdue', 'roster_mismatch', 'epochs_exhausted').
+    paused: session?.paused() ?? null,
     engine: session ? plain(session.counters()) : null,
     send: structuredClone(sendCounters),
     keyframes: { ...keyframes },

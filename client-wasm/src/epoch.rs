@@ -7,20 +7,31 @@
 //! - on every roster change the leader issues a fresh random epoch secret, debounced
 //!   (`debounce_ms`, never postponed beyond `max_debounce_ms` after the first change), with
 //!   the number one above the highest epoch it knows (hand-over keeps epochs increasing);
+//! - a member accepts an epoch key only from its own view's leader and only if it was made
+//!   for exactly its own view of the roster (ids and public keys); one made for another view
+//!   is kept aside and accepted if our view catches up; a difference that lasts
+//!   `roster_settle_ms` (timed across epochs) is reported and pauses sending;
 //! - members install it for receiving at once and ack; they switch sending on the leader's
 //!   commit or after `switch_delay_ms`, whichever is first; the leader commits when every
 //!   member acked or after `switch_delay_ms`;
+//! - after a member leaves, sending on an epoch that member held stops once
+//!   `rekey_deadline_ms` pass without a newer epoch, and resumes by itself when one arrives
+//!   (fail closed: a withheld rekey never keeps a leaver reading);
 //! - older epochs stay for receiving for `grace_ms` after a newer one was installed;
 //! - the leader resends unacknowledged keys every `resend_interval_ms` (at most
 //!   `max_resends` times), which heals messages lost to brief roster disagreement;
 //! - a member that already holds an epoch at least as new answers `Stale`, and the leader
-//!   re-issues above it;
+//!   re-issues above it; claimed epochs may be at most [`MAX_EPOCH_STEP`] above ours, and
+//!   ack-caused rotations happen at most once per `ack_rotation_interval_ms`; if the epoch
+//!   space ever ran out the session stops sending and says so;
 //! - every rejected message is counted and dropped, never fatal.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::error::EngineError;
 use crate::identity::{Identity, PUBLIC_KEY_LEN, parse_public_key};
+use subtle::ConstantTimeEq;
+
 use crate::key_schedule::{check_sender_id, pairwise_key, roster_hash};
 use crate::message::{AckStatus, KeyMessage, MAX_ROSTER, Parsed};
 use crate::random::RandomSource;
@@ -28,6 +39,9 @@ use crate::secret::{EpochSecret, MeetingSecret, PairwiseKey};
 
 /// Epoch numbers stay below this bound, so that no peer can push them to overflow.
 pub const EPOCH_LIMIT: u64 = 1 << 62;
+/// Largest step above the newest epoch we hold that a peer may claim (in an epoch key or a
+/// stale ack): enough for any hand-over race, far too little to exhaust [`EPOCH_LIMIT`].
+pub const MAX_EPOCH_STEP: u64 = 256;
 
 /// Timing and window parameters of a session. `Default` gives the documented values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +63,12 @@ pub struct SessionConfig {
     pub roster_settle_ms: u64,
     /// Replay window per KID, in frames (default 1024).
     pub replay_window: usize,
+    /// After a member leaves, how long we keep sending on an epoch that member held before
+    /// pausing until a newer epoch arrives (default 2500 ms, so sending stops within 3 s
+    /// with a 100 ms tick).
+    pub rekey_deadline_ms: u64,
+    /// Least time between two rotations caused by stale acks (default 1000 ms).
+    pub ack_rotation_interval_ms: u64,
 }
 
 impl Default for SessionConfig {
@@ -62,6 +82,8 @@ impl Default for SessionConfig {
             max_resends: 10,
             roster_settle_ms: 2000,
             replay_window: 1024,
+            rekey_deadline_ms: 2500,
+            ack_rotation_interval_ms: 1000,
         }
     }
 }
@@ -73,6 +95,32 @@ pub struct Outgoing {
     pub to: u64,
     /// The opaque payload.
     pub payload: Vec<u8>,
+}
+
+/// Why a session refuses to send (frames and chat).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseReason {
+    /// A member left and no newer epoch arrived in time: the leaver still holds our sending
+    /// key. Resumes when the new epoch arrives.
+    RekeyOverdue,
+    /// The leader's roster and ours have differed for too long, or a public key differs:
+    /// sending could reach someone we do not see. Resumes when an epoch for our exact view
+    /// arrives.
+    RosterMismatch,
+    /// The epoch numbers are used up (only a peer pushing them could get there): this
+    /// session can never rotate again. Leave and start a new meeting.
+    EpochsExhausted,
+}
+
+impl PauseReason {
+    /// A stable snake_case code.
+    pub fn code(self) -> &'static str {
+        match self {
+            PauseReason::RekeyOverdue => "rekey_overdue",
+            PauseReason::RosterMismatch => "roster_mismatch",
+            PauseReason::EpochsExhausted => "epochs_exhausted",
+        }
+    }
 }
 
 /// Something the application may want to show or act on.
@@ -116,6 +164,16 @@ pub enum SessionEvent {
         /// The senders.
         senders: Vec<u64>,
     },
+    /// This session stopped sending (frames and chat): show "not sending".
+    SendingPaused {
+        /// Why.
+        reason: PauseReason,
+    },
+    /// This session sends again, on this epoch.
+    SendingResumed {
+        /// The epoch it sends on.
+        epoch: u64,
+    },
 }
 
 /// Key-message counters (every rejection is counted under one reason).
@@ -139,6 +197,10 @@ pub struct MessageCounters {
     pub foreign: u64,
     /// Messages received while we have no meeting secret.
     pub no_secret: u64,
+    /// Epoch keys made for a roster other than our view (kept aside until it matches).
+    pub roster_differs: u64,
+    /// Epoch keys or stale acks claiming an epoch too far above ours.
+    pub out_of_range: u64,
     /// Epochs this session issued as leader.
     pub rotations: u64,
     /// Key messages resent by this session as leader.
@@ -169,6 +231,23 @@ struct Member {
 struct InstalledEpoch {
     leader: u64,
     roster_hash: [u8; 32],
+    members: Vec<u64>,
+}
+
+/// An authenticated epoch key from our leader, made for a roster other than our view.
+struct PendingKey {
+    from: u64,
+    epoch: u64,
+    secret: EpochSecret,
+    roster: Vec<u64>,
+    hash: [u8; 32],
+}
+
+/// A member left while we sent on an epoch it held: a newer epoch is due by `deadline`.
+struct RekeyDue {
+    /// The newest epoch when the member left; any epoch above it excludes the leaver.
+    floor: Option<u64>,
+    deadline: u64,
 }
 
 struct Recipient {
@@ -179,19 +258,12 @@ struct Recipient {
 /// The leader's state for the epoch it issued last.
 struct Issued {
     epoch: u64,
+    hash: [u8; 32],
     recipients: BTreeMap<u64, Recipient>,
     next_resend: u64,
     resends_left: u32,
     commit_at: u64,
     committed: bool,
-}
-
-struct RosterCheck {
-    epoch: u64,
-    leader: u64,
-    ids: Vec<u64>,
-    hash: [u8; 32],
-    deadline: u64,
 }
 
 /// The epoch state machine of one session.
@@ -210,10 +282,18 @@ pub(crate) struct EpochManager {
     sending: Option<u64>,
     pending_switch: Option<(u64, u64)>,
     retire_at: BTreeMap<u64, u64>,
-    roster_check: Option<RosterCheck>,
+    pending_key: Option<PendingKey>,
+    /// Since when the leader's roster and ours differ (cleared only by an epoch for our view).
+    divergent_since: Option<u64>,
+    /// The difference was reported and blocks sending.
+    mismatch: bool,
+    rekey_due: Option<RekeyDue>,
+    exhausted: bool,
+    paused: Option<PauseReason>,
     rotation_due: Option<u64>,
     rotation_first: Option<u64>,
     min_next_epoch: u64,
+    last_ack_rotation: Option<u64>,
     issued: Option<Issued>,
     pub(crate) outgoing: VecDeque<Outgoing>,
     pub(crate) events: VecDeque<SessionEvent>,
@@ -253,10 +333,16 @@ impl EpochManager {
             sending: None,
             pending_switch: None,
             retire_at: BTreeMap::new(),
-            roster_check: None,
+            pending_key: None,
+            divergent_since: None,
+            mismatch: false,
+            rekey_due: None,
+            exhausted: false,
+            paused: None,
             rotation_due: None,
             rotation_first: None,
             min_next_epoch: 0,
+            last_ack_rotation: None,
             issued: None,
             outgoing: VecDeque::new(),
             events,
@@ -267,6 +353,10 @@ impl EpochManager {
 
     pub(crate) fn own_id(&self) -> u64 {
         self.own_id
+    }
+
+    pub(crate) fn room(&self) -> &str {
+        &self.room
     }
 
     /// The meeting secret and every pairwise key (test-only export).
@@ -300,6 +390,11 @@ impl EpochManager {
     /// Sending epoch.
     pub(crate) fn sending_epoch(&self) -> Option<u64> {
         self.sending
+    }
+
+    /// Why sending is paused, if it is.
+    pub(crate) fn paused(&self) -> Option<PauseReason> {
+        self.paused
     }
 
     /// Roster including self, ascending, with public keys.
@@ -359,6 +454,26 @@ impl EpochManager {
         if let Some(issued) = self.issued.as_mut() {
             issued.recipients.remove(&id);
         }
+        let held_by_leaver = [self.sending, self.pending_switch.map(|(e, _)| e)]
+            .into_iter()
+            .flatten()
+            .any(|e| {
+                self.installed
+                    .get(&e)
+                    .is_some_and(|i| i.members.binary_search(&id).is_ok())
+            });
+        if held_by_leaver {
+            let deadline = self
+                .rekey_due
+                .as_ref()
+                .map_or(now.saturating_add(self.config.rekey_deadline_ms), |r| {
+                    r.deadline
+                });
+            self.rekey_due = Some(RekeyDue {
+                floor: self.highest,
+                deadline,
+            });
+        }
         self.roster_changed(now);
         self.commit_if_all_acked(now);
     }
@@ -371,7 +486,7 @@ impl EpochManager {
                 .push_back(SessionEvent::LeaderChanged { leader });
         }
         self.request_rotation(now);
-        self.evaluate_roster_check(now);
+        self.retry_pending_key(now);
     }
 
     fn request_rotation(&mut self, now: u64) {
@@ -426,7 +541,63 @@ impl EpochManager {
             self.installed.remove(&epoch);
             self.actions.push_back(KeyAction::Retire(epoch));
         }
-        self.evaluate_roster_check(now);
+        self.check_divergence(now);
+        self.update_pause(now);
+    }
+
+    /// Recomputes why sending is paused and reports changes.
+    fn update_pause(&mut self, now: u64) {
+        let want = if self.exhausted {
+            Some(PauseReason::EpochsExhausted)
+        } else if self.mismatch {
+            Some(PauseReason::RosterMismatch)
+        } else if self.rekey_due.as_ref().is_some_and(|r| now >= r.deadline) {
+            Some(PauseReason::RekeyOverdue)
+        } else {
+            None
+        };
+        if want == self.paused {
+            return;
+        }
+        self.paused = want;
+        match (want, self.sending) {
+            (Some(reason), _) => self
+                .events
+                .push_back(SessionEvent::SendingPaused { reason }),
+            (None, Some(epoch)) => self
+                .events
+                .push_back(SessionEvent::SendingResumed { epoch }),
+            (None, None) => {}
+        }
+    }
+
+    /// Reports a roster difference that outlived `roster_settle_ms`, across any number of
+    /// epochs: from then on this session does not send until an epoch for its view arrives.
+    fn check_divergence(&mut self, now: u64) {
+        let Some(since) = self.divergent_since else {
+            return;
+        };
+        if self.mismatch || now < since.saturating_add(self.config.roster_settle_ms) {
+            return;
+        }
+        self.report_mismatch();
+    }
+
+    fn report_mismatch(&mut self) {
+        self.mismatch = true;
+        let local: BTreeSet<u64> = self.full_roster().iter().map(|(id, _)| *id).collect();
+        let (epoch, leader, leader_ids) = match self.pending_key.as_ref() {
+            Some(p) => (p.epoch, p.from, p.roster.iter().copied().collect()),
+            None => (self.highest.unwrap_or(0), self.leader(), local.clone()),
+        };
+        let leader_ids: BTreeSet<u64> = leader_ids;
+        self.events.push_back(SessionEvent::RosterMismatch {
+            epoch,
+            leader,
+            only_leader: leader_ids.difference(&local).copied().collect(),
+            only_local: local.difference(&leader_ids).copied().collect(),
+            keys_differ: leader_ids == local,
+        });
     }
 
     fn leader_timers(&mut self, now: u64) {
@@ -468,6 +639,8 @@ impl EpochManager {
         }
         .max(self.min_next_epoch);
         if next >= EPOCH_LIMIT {
+            // Fail closed and visibly: no epoch can exclude a leaver any more.
+            self.exhausted = true;
             return;
         }
         let roster = self.full_roster();
@@ -508,13 +681,18 @@ impl EpochManager {
         }
         self.counters.rotations += 1;
         self.install(now, next, secret, ids, self.own_id, hash);
-        self.roster_check = None;
+        self.pending_key = None;
+        self.divergent_since = None;
+        self.mismatch = false;
+        if recipients.is_empty() || self.paused.is_some() {
+            self.switch_to(next);
+        }
         if recipients.is_empty() {
             self.issued = None;
-            self.switch_to(next);
         } else {
             self.issued = Some(Issued {
                 epoch: next,
+                hash,
                 recipients,
                 next_resend: now.saturating_add(self.config.resend_interval_ms),
                 resends_left: self.config.max_resends,
@@ -547,6 +725,7 @@ impl EpochManager {
             InstalledEpoch {
                 leader,
                 roster_hash: hash,
+                members: members.clone(),
             },
         );
         self.highest = Some(self.highest.map_or(epoch, |h| h.max(epoch)));
@@ -569,6 +748,13 @@ impl EpochManager {
         self.sending = Some(epoch);
         self.actions.push_back(KeyAction::SetSending(epoch));
         self.events.push_back(SessionEvent::EpochChanged { epoch });
+        if self
+            .rekey_due
+            .as_ref()
+            .is_some_and(|r| r.floor.is_none_or(|f| epoch > f))
+        {
+            self.rekey_due = None;
+        }
     }
 
     fn commit(&mut self, _now: u64) {
@@ -579,22 +765,34 @@ impl EpochManager {
             return;
         }
         issued.committed = true;
-        let epoch = issued.epoch;
+        let (epoch, hash) = (issued.epoch, issued.hash);
         let to: Vec<u64> = issued.recipients.keys().copied().collect();
         for id in to {
-            self.send_commit(id, epoch);
+            self.send_commit(id, epoch, hash);
         }
         self.switch_to(epoch);
     }
 
-    fn send_commit(&mut self, to: u64, epoch: u64) {
+    fn send_commit(&mut self, to: u64, epoch: u64, roster_hash: [u8; 32]) {
         let Some(key) = self.roster.get(&to).and_then(|m| m.pairwise.clone()) else {
             return;
         };
         let nonce = self.random::<12>();
-        let payload =
-            KeyMessage::Commit { epoch }.seal(&key, &nonce, &self.room, self.own_id, to, &[]);
+        let payload = KeyMessage::Commit { epoch, roster_hash }.seal(
+            &key,
+            &nonce,
+            &self.room,
+            self.own_id,
+            to,
+            &[],
+        );
         self.outgoing.push_back(Outgoing { to, payload });
+    }
+
+    /// Our own view's roster hash, self included.
+    fn own_roster_hash(&self) -> [u8; 32] {
+        let roster = self.full_roster();
+        roster_hash(roster.iter().map(|(id, pk)| (*id, pk)))
     }
 
     fn send_ack(&mut self, to: u64, key: &PairwiseKey, epoch: u64, status: AckStatus) {
@@ -604,6 +802,7 @@ impl EpochManager {
             epoch,
             status,
             highest,
+            roster_hash: self.own_roster_hash(),
         }
         .seal(key, &nonce, &self.room, self.own_id, to, &[]);
         self.outgoing.push_back(Outgoing { to, payload });
@@ -649,8 +848,20 @@ impl EpochManager {
                 epoch,
                 status,
                 highest,
-            } => self.on_ack(now, from, &key, &parsed, epoch, status, highest),
-            KeyMessage::Commit { epoch } => self.on_commit(from, &key, &parsed, epoch),
+                roster_hash,
+            } => self.on_ack(
+                now,
+                from,
+                &key,
+                &parsed,
+                epoch,
+                status,
+                highest,
+                roster_hash,
+            ),
+            KeyMessage::Commit { epoch, roster_hash } => {
+                self.on_commit(from, &key, &parsed, epoch, roster_hash)
+            }
         }
     }
 
@@ -677,10 +888,13 @@ impl EpochManager {
             self.counters.auth_failed += 1;
             return;
         };
-        let Ok(bytes) = <[u8; 32]>::try_from(plain.as_slice()) else {
+        if plain.len() != 32 {
             self.counters.malformed += 1;
             return;
-        };
+        }
+        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+        bytes.copy_from_slice(&plain);
+        let secret = EpochSecret::from_bytes(*bytes);
         if epoch >= EPOCH_LIMIT {
             self.counters.malformed += 1;
             return;
@@ -688,9 +902,9 @@ impl EpochManager {
         if self
             .installed
             .get(&epoch)
-            .is_some_and(|i| i.leader == from && i.roster_hash == hash)
+            .is_some_and(|i| i.leader == from && bool::from(i.roster_hash.ct_eq(&hash)))
         {
-            if Some(epoch) == self.highest {
+            if Some(epoch) == self.highest && self.matches_own_view(&roster, &hash) {
                 // Our ack may have been lost: answer again.
                 self.counters.duplicate += 1;
                 self.send_ack(from, key, epoch, AckStatus::Installed);
@@ -700,33 +914,114 @@ impl EpochManager {
             }
             return;
         }
+        if self
+            .highest
+            .is_some_and(|h| epoch > h.saturating_add(MAX_EPOCH_STEP))
+        {
+            self.counters.out_of_range += 1;
+            return;
+        }
+        if !self.matches_own_view(&roster, &hash) {
+            // Made for another roster: keep it aside (our view may be catching up), and time
+            // the difference across epochs.
+            self.counters.roster_differs += 1;
+            if self.highest.is_some_and(|h| epoch <= h) {
+                return;
+            }
+            let same_ids = self
+                .full_roster()
+                .iter()
+                .map(|(id, _)| *id)
+                .eq(roster.iter().copied());
+            self.pending_key = Some(PendingKey {
+                from,
+                epoch,
+                secret,
+                roster,
+                hash,
+            });
+            self.divergent_since.get_or_insert(now);
+            if same_ids && !self.mismatch {
+                // Same ids, other public keys: a substituted key, no reason to wait.
+                self.report_mismatch();
+            }
+            return;
+        }
         if self.highest.is_some_and(|h| epoch <= h) {
             // We hold an epoch this new from someone else: the leader must go above it.
             self.counters.stale += 1;
             self.send_ack(from, key, epoch, AckStatus::Stale);
             return;
         }
+        self.accept_epoch(now, from, key, epoch, secret, roster, hash);
+    }
+
+    /// Whether `roster` (ids) and `hash` describe exactly our view, self included.
+    fn matches_own_view(&self, roster: &[u64], hash: &[u8; 32]) -> bool {
+        let own = self.full_roster();
+        own.iter().map(|(id, _)| *id).eq(roster.iter().copied())
+            && bool::from(self.own_roster_hash().ct_eq(hash))
+    }
+
+    /// Installs an epoch made by our leader for our exact view, acks it, and clears any
+    /// roster difference.
+    #[allow(clippy::too_many_arguments)]
+    fn accept_epoch(
+        &mut self,
+        now: u64,
+        from: u64,
+        key: &PairwiseKey,
+        epoch: u64,
+        secret: EpochSecret,
+        roster: Vec<u64>,
+        hash: [u8; 32],
+    ) {
         self.counters.accepted += 1;
         // Someone else leads now: whatever we issued is moot.
         self.issued = None;
-        self.install(
-            now,
-            epoch,
-            EpochSecret::from_bytes(bytes),
-            roster.clone(),
-            from,
-            hash,
-        );
-        self.pending_switch = Some((epoch, now.saturating_add(self.config.switch_delay_ms)));
+        if self.pending_key.as_ref().is_some_and(|p| p.epoch <= epoch) {
+            self.pending_key = None;
+        }
+        self.divergent_since = None;
+        let was_paused = self.paused.is_some();
+        self.mismatch = false;
+        self.install(now, epoch, secret, roster, from, hash);
         self.send_ack(from, key, epoch, AckStatus::Installed);
-        self.roster_check = Some(RosterCheck {
+        if was_paused {
+            // We are not sending anyway: take the new epoch at once.
+            self.switch_to(epoch);
+        } else {
+            self.pending_switch = Some((epoch, now.saturating_add(self.config.switch_delay_ms)));
+        }
+    }
+
+    /// Accepts the key kept aside if our view now matches the roster it was made for.
+    fn retry_pending_key(&mut self, now: u64) {
+        let Some(pending) = self.pending_key.take() else {
+            return;
+        };
+        if pending.from != self.leader() || self.highest.is_some_and(|h| pending.epoch <= h) {
+            return;
+        }
+        if !self.matches_own_view(&pending.roster, &pending.hash) {
+            self.pending_key = Some(pending);
+            return;
+        }
+        let Some(key) = self
+            .roster
+            .get(&pending.from)
+            .and_then(|m| m.pairwise.clone())
+        else {
+            return;
+        };
+        let PendingKey {
+            from,
             epoch,
-            leader: from,
-            ids: roster,
+            secret,
+            roster,
             hash,
-            deadline: now.saturating_add(self.config.roster_settle_ms),
-        });
-        self.evaluate_roster_check(now);
+        } = pending;
+        self.accept_epoch(now, from, &key, epoch, secret, roster, hash);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -739,8 +1034,10 @@ impl EpochManager {
         epoch: u64,
         status: AckStatus,
         highest: u64,
+        hash: [u8; 32],
     ) {
-        let Some(issued_epoch) = self.issued.as_ref().map(|i| i.epoch) else {
+        let Some((issued_epoch, issued_hash)) = self.issued.as_ref().map(|i| (i.epoch, i.hash))
+        else {
             self.counters.stale += 1;
             return;
         };
@@ -748,12 +1045,17 @@ impl EpochManager {
             self.counters.auth_failed += 1;
             return;
         }
+        if epoch != issued_epoch {
+            self.counters.stale += 1;
+            return;
+        }
+        if !bool::from(issued_hash.ct_eq(&hash)) {
+            // The member's view is not the roster we keyed: its ack counts for nothing.
+            self.counters.roster_differs += 1;
+            return;
+        }
         match status {
             AckStatus::Installed => {
-                if epoch != issued_epoch {
-                    self.counters.stale += 1;
-                    return;
-                }
                 let Some(issued) = self.issued.as_mut() else {
                     return;
                 };
@@ -770,35 +1072,52 @@ impl EpochManager {
                 self.counters.accepted += 1;
                 if committed {
                     // A late ack: this member missed the commit.
-                    self.send_commit(from, epoch);
+                    self.send_commit(from, epoch, issued_hash);
                 } else {
                     self.commit_if_all_acked(now);
                 }
             }
             AckStatus::Stale => {
                 let current = self.highest.unwrap_or(0);
-                if epoch != issued_epoch
-                    || highest >= EPOCH_LIMIT - 1
-                    || highest < current
-                    || !self.is_leader()
-                {
+                if highest < current || !self.is_leader() {
                     self.counters.stale += 1;
+                    return;
+                }
+                if highest > current.saturating_add(MAX_EPOCH_STEP) || highest >= EPOCH_LIMIT - 1 {
+                    // A forged claim would otherwise push us to the end of the epoch space.
+                    self.counters.out_of_range += 1;
                     return;
                 }
                 self.counters.accepted += 1;
                 self.min_next_epoch = self.min_next_epoch.max(highest + 1);
-                self.rotation_due = Some(now);
+                // At most one ack-caused rotation per interval: acks are not a flood lever.
+                let at = self.last_ack_rotation.map_or(now, |last| {
+                    now.max(last.saturating_add(self.config.ack_rotation_interval_ms))
+                });
+                self.last_ack_rotation = Some(at);
+                self.rotation_due = Some(self.rotation_due.map_or(at, |due| due.min(at)));
             }
         }
     }
 
-    fn on_commit(&mut self, from: u64, key: &PairwiseKey, parsed: &Parsed<'_>, epoch: u64) {
+    fn on_commit(
+        &mut self,
+        from: u64,
+        key: &PairwiseKey,
+        parsed: &Parsed<'_>,
+        epoch: u64,
+        hash: [u8; 32],
+    ) {
         let Some(installed) = self.installed.get(&epoch) else {
             self.counters.stale += 1;
             return;
         };
         if installed.leader != from {
             self.counters.not_leader += 1;
+            return;
+        }
+        if !bool::from(installed.roster_hash.ct_eq(&hash)) {
+            self.counters.roster_differs += 1;
             return;
         }
         if parsed.open(key, &self.room, from, self.own_id).is_none() {
@@ -811,45 +1130,6 @@ impl EpochManager {
         }
         self.counters.accepted += 1;
         self.switch_to(epoch);
-    }
-
-    /// Compares the roster of the newest installed epoch with ours: equal ids must give an
-    /// equal hash at once; different ids are reported only if they persist past the deadline.
-    fn evaluate_roster_check(&mut self, now: u64) {
-        let Some(check) = self.roster_check.as_ref() else {
-            return;
-        };
-        if Some(check.epoch) != self.highest {
-            self.roster_check = None;
-            return;
-        }
-        let local = self.full_roster();
-        let local_ids: BTreeSet<u64> = local.iter().map(|(id, _)| *id).collect();
-        let leader_ids: BTreeSet<u64> = check.ids.iter().copied().collect();
-        let event = if local_ids == leader_ids {
-            let ours = roster_hash(local.iter().map(|(id, pk)| (*id, pk)));
-            (ours != check.hash).then(|| SessionEvent::RosterMismatch {
-                epoch: check.epoch,
-                leader: check.leader,
-                only_leader: Vec::new(),
-                only_local: Vec::new(),
-                keys_differ: true,
-            })
-        } else if now >= check.deadline {
-            Some(SessionEvent::RosterMismatch {
-                epoch: check.epoch,
-                leader: check.leader,
-                only_leader: leader_ids.difference(&local_ids).copied().collect(),
-                only_local: local_ids.difference(&leader_ids).copied().collect(),
-                keys_differ: false,
-            })
-        } else {
-            return;
-        };
-        self.roster_check = None;
-        if let Some(event) = event {
-            self.events.push_back(event);
-        }
     }
 }
 

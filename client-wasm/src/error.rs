@@ -1,6 +1,7 @@
 //! Errors of the engine's public API.
 
 use crate::codec::Codec;
+use crate::epoch::PauseReason;
 
 /// Why the engine refused a call that sets up or changes the session.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +36,9 @@ pub enum FrameError {
     /// meeting secret at all).
     #[error("no sending key yet")]
     NoSendingKey,
+    /// Sending is paused (fail closed) until a usable epoch arrives.
+    #[error("sending paused: {}", .0.code())]
+    SendingPaused(PauseReason),
     /// The frame is shorter than the clear prefix its codec requires.
     #[error("{codec:?} frame of {len} bytes is shorter than its {prefix}-byte clear prefix")]
     TooShort {
@@ -60,7 +64,58 @@ pub enum FrameError {
     /// The frame is not a parsable `prefix ‖ SFrame` for its codec.
     #[error("malformed frame")]
     Malformed,
+    /// The frame's KID names another sender than the one whose track it arrived on (e.g. a
+    /// track the server re-labelled).
+    #[error("frame from sender {kid_sender} on the track of {expected}")]
+    WrongSender {
+        /// The participant the track belongs to.
+        expected: u64,
+        /// The sender named by the frame's KID.
+        kid_sender: u64,
+    },
     /// The underlying SFrame implementation failed in an unexpected way while encrypting.
     #[error("frame encryption failed")]
     Encryption,
+}
+
+/// Why a received frame was dropped: the typed counterpart of the `dropped_*` counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// No key for the frame's KID (yet).
+    UnknownKeyId,
+    /// Authentication failed.
+    Authentication,
+    /// Replayed or too old.
+    Replay,
+    /// Not a parsable frame.
+    Malformed,
+    /// The KID names another sender than the track's.
+    WrongSender,
+}
+
+impl DropReason {
+    /// A stable snake_case code (`unknown_kid`, `auth`, `replay`, `malformed`,
+    /// `wrong_sender`).
+    pub fn code(self) -> &'static str {
+        match self {
+            DropReason::UnknownKeyId => "unknown_kid",
+            DropReason::Authentication => "auth",
+            DropReason::Replay => "replay",
+            DropReason::Malformed => "malformed",
+            DropReason::WrongSender => "wrong_sender",
+        }
+    }
+}
+
+impl FrameError {
+    /// The drop reason of an error returned by decryption.
+    pub fn drop_reason(&self) -> DropReason {
+        match self {
+            FrameError::UnknownKeyId(_) => DropReason::UnknownKeyId,
+            FrameError::Authentication => DropReason::Authentication,
+            FrameError::Replay => DropReason::Replay,
+            FrameError::WrongSender { .. } => DropReason::WrongSender,
+            _ => DropReason::Malformed,
+        }
+    }
 }

@@ -82,7 +82,7 @@ pub(crate) fn sender_keys(
     sender: u64,
 ) -> Option<ExportedSenderKeys> {
     let kid = kid(sender, epoch).ok()?;
-    let base = base_key(&EpochSecret::from_bytes(*secret), sender);
+    let base = base_key(&EpochSecret::from_bytes(*secret), sender, epoch);
     // RFC 9605 §4.4.2: HKDF-Extract with an empty salt, then one Expand per label.
     let hk = Hkdf::<Sha256>::new(None, base.as_bytes());
     let mut sframe_key = [0u8; SFRAME_KEY_LEN];

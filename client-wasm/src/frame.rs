@@ -13,7 +13,7 @@ use sframe::frame::{
 use sframe::key::{DecryptionKey, EncryptionKey};
 
 use crate::codec::Codec;
-use crate::error::FrameError;
+use crate::error::{DropReason, FrameError};
 use crate::key_schedule::{base_key, kid};
 use crate::secret::EpochSecret;
 
@@ -35,6 +35,8 @@ pub struct FrameCounters {
     pub dropped_replay: u64,
     /// Dropped: not a parsable frame.
     pub dropped_malformed: u64,
+    /// Dropped: the KID names another sender than the track's.
+    pub dropped_wrong_sender: u64,
 }
 
 struct SendState {
@@ -103,7 +105,7 @@ impl FrameCrypto {
         let Ok(kid) = kid(self.own_id, epoch) else {
             return false;
         };
-        let base = base_key(&e.secret, self.own_id);
+        let base = base_key(&e.secret, self.own_id, epoch);
         match EncryptionKey::derive_from(CIPHER_SUITE, kid, base.as_bytes()) {
             Ok(key) => {
                 self.send = Some(SendState {
@@ -146,6 +148,13 @@ impl FrameCrypto {
             .collect()
     }
 
+    /// An installed epoch's secret and roster (ascending ids).
+    pub(crate) fn epoch_keys(&self, epoch: u64) -> Option<(&EpochSecret, &[u64])> {
+        self.epochs
+            .get(&epoch)
+            .map(|e| (&e.secret, e.members.as_slice()))
+    }
+
     /// Epochs installed for receiving, ascending.
     pub(crate) fn installed_epochs(&self) -> impl Iterator<Item = u64> + '_ {
         self.epochs.keys().copied()
@@ -168,21 +177,37 @@ impl FrameCrypto {
         Ok(out)
     }
 
-    /// The original frame from `prefix ‖ SFrame`; every failure is counted.
-    pub(crate) fn decrypt(&mut self, codec: Codec, data: &[u8]) -> Result<Vec<u8>, FrameError> {
-        let result = self.try_decrypt(codec, data);
-        let c = &mut self.counters;
-        match &result {
-            Ok(_) => c.decrypted += 1,
-            Err(FrameError::UnknownKeyId(_)) => c.dropped_unknown_kid += 1,
-            Err(FrameError::Authentication) => c.dropped_auth += 1,
-            Err(FrameError::Replay) => c.dropped_replay += 1,
-            Err(_) => c.dropped_malformed += 1,
+    /// The original frame from `prefix ‖ SFrame`; every failure is counted. With
+    /// `expected_sender`, a frame whose KID names anyone else is dropped (`WrongSender`)
+    /// before any key is looked up.
+    pub(crate) fn decrypt(
+        &mut self,
+        codec: Codec,
+        data: &[u8],
+        expected_sender: Option<u64>,
+    ) -> Result<Vec<u8>, FrameError> {
+        let result = self.try_decrypt(codec, data, expected_sender);
+        if let Err(e) = &result {
+            let c = &mut self.counters;
+            match e.drop_reason() {
+                DropReason::UnknownKeyId => c.dropped_unknown_kid += 1,
+                DropReason::Authentication => c.dropped_auth += 1,
+                DropReason::Replay => c.dropped_replay += 1,
+                DropReason::Malformed => c.dropped_malformed += 1,
+                DropReason::WrongSender => c.dropped_wrong_sender += 1,
+            }
+        } else {
+            self.counters.decrypted += 1;
         }
         result
     }
 
-    fn try_decrypt(&mut self, codec: Codec, data: &[u8]) -> Result<Vec<u8>, FrameError> {
+    fn try_decrypt(
+        &mut self,
+        codec: Codec,
+        data: &[u8],
+        expected_sender: Option<u64>,
+    ) -> Result<Vec<u8>, FrameError> {
         let prefix = codec.prefix_len(data);
         if data.len() <= prefix {
             return Err(FrameError::Malformed);
@@ -191,6 +216,14 @@ impl FrameCrypto {
         let view = EncryptedFrameView::try_with_meta_data(sframe, meta)
             .map_err(|_| FrameError::Malformed)?;
         let kid = view.header().key_id();
+        if let Some(expected) = expected_sender
+            && kid >> 8 != expected
+        {
+            return Err(FrameError::WrongSender {
+                expected,
+                kid_sender: kid >> 8,
+            });
+        }
         if !self.keys.contains_key(&kid) {
             let key = self.derive_receive_key(kid).ok_or_else(|| {
                 let sender = kid >> 8;
@@ -220,7 +253,7 @@ impl FrameCrypto {
             .find(|(e, _)| *e & 0xff == kid & 0xff)?;
         e.members.binary_search(&sender).ok()?;
         debug_assert_eq!(crate::key_schedule::kid(sender, *epoch).ok(), Some(kid));
-        let base = base_key(&e.secret, sender);
+        let base = base_key(&e.secret, sender, *epoch);
         DecryptionKey::derive_from(CIPHER_SUITE, kid, base.as_bytes()).ok()
     }
 }
@@ -321,7 +354,7 @@ mod tests {
         b.install(261, new(), vec![1, 2]);
         assert_eq!(b.installed_epochs().collect::<Vec<_>>(), vec![261]);
         let ct = a.encrypt(Codec::Other, b"frame").unwrap();
-        assert_eq!(b.decrypt(Codec::Other, &ct).unwrap(), b"frame");
+        assert_eq!(b.decrypt(Codec::Other, &ct, Some(1)).unwrap(), b"frame");
     }
 
     #[test]
@@ -333,8 +366,30 @@ mod tests {
         b.install(0, EpochSecret::from_bytes([1; 32]), vec![1, 2]);
         let ct = a.encrypt(Codec::Other, b"x").unwrap();
         assert_eq!(
-            b.decrypt(Codec::Other, &ct),
+            b.decrypt(Codec::Other, &ct, None),
             Err(FrameError::UnknownKeyId(0x300))
         );
+    }
+
+    #[test]
+    fn a_frame_presented_as_another_senders_is_dropped() {
+        let secret = || EpochSecret::from_bytes([1; 32]);
+        let mut alice = FrameCrypto::new(1, 64);
+        let mut carol = FrameCrypto::new(3, 64);
+        alice.install(0, secret(), vec![1, 2, 3]);
+        alice.set_sending(0);
+        carol.install(0, secret(), vec![1, 2, 3]);
+        let ct = alice.encrypt(Codec::Other, b"alice").unwrap();
+        assert_eq!(
+            carol.decrypt(Codec::Other, &ct, Some(2)),
+            Err(FrameError::WrongSender {
+                expected: 2,
+                kid_sender: 1
+            })
+        );
+        assert_eq!(carol.counters.dropped_wrong_sender, 1);
+        assert_eq!(carol.counters.decrypted, 0);
+        // The drop did not touch the replay window: the right track still plays it.
+        assert_eq!(carol.decrypt(Codec::Other, &ct, Some(1)).unwrap(), b"alice");
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! pairwise key  = HKDF-SHA256(salt = M, ikm = ECDH x, info = "sealed v1 pairwise" ‖ room ‖ 0x00 ‖ lo_pk ‖ hi_pk, L = 32)
-//! base_key      = HKDF-SHA256-Expand(PRK = E_n, info = sender_id u64 BE, L = 16)
+//! base_key      = HKDF-SHA256-Expand(PRK = E_n, info = "sealed v2 sender" ‖ sender_id u64 BE ‖ n u64 BE, L = 16)
 //! KID           = sender_id << 8 | (n mod 256)
 //! roster hash   = SHA-256("sealed v1 roster" ‖ for each member ascending: id u64 BE ‖ 65-byte public key)
 //! ```
@@ -22,6 +22,8 @@ pub const SENDER_ID_LIMIT: u64 = 1 << 56;
 
 /// Label of the pairwise key's HKDF info.
 pub const PAIRWISE_LABEL: &[u8] = b"sealed v1 pairwise";
+/// Label of the sender base key's HKDF info.
+pub const SENDER_LABEL: &[u8] = b"sealed v2 sender";
 /// Label of the roster hash.
 pub const ROSTER_LABEL: &[u8] = b"sealed v1 roster";
 /// Label that starts the associated data of every key message.
@@ -57,18 +59,32 @@ pub fn pairwise_key(
     key
 }
 
-/// The SFrame base key of `sender_id` in the epoch whose secret is `epoch_secret`.
-pub fn base_key(epoch_secret: &EpochSecret, sender_id: u64) -> BaseKey {
-    let mut okm = [0u8; 16];
+/// The SFrame base key of `sender_id` in epoch `epoch`, whose secret is `epoch_secret`.
+///
+/// The epoch number is bound in, so epochs `n` and `n + 256` (same KIDs) never share a key
+/// even if a secret were reused.
+pub fn base_key(epoch_secret: &EpochSecret, sender_id: u64, epoch: u64) -> BaseKey {
+    let okm = expand_epoch_secret(
+        epoch_secret,
+        &[SENDER_LABEL, &sender_id.to_be_bytes(), &epoch.to_be_bytes()],
+    );
+    BaseKey::from_bytes(*okm)
+}
+
+/// `HKDF-SHA256-Expand(PRK = epoch secret, info = the parts concatenated, L = 16)`: the
+/// derivation of every per-sender key of an epoch (frames and chat).
+pub(crate) fn expand_epoch_secret(
+    epoch_secret: &EpochSecret,
+    info: &[&[u8]],
+) -> zeroize::Zeroizing<[u8; 16]> {
+    let mut okm = zeroize::Zeroizing::new([0u8; 16]);
     // A 32-byte PRK is exactly SHA-256's length, so `from_prk` cannot fail; neither can a
     // 16-byte expand.
     if let Ok(hk) = Hkdf::<Sha256>::from_prk(epoch_secret.as_bytes()) {
-        let expanded = hk.expand(&sender_id.to_be_bytes(), &mut okm);
+        let expanded = hk.expand_multi_info(info, okm.as_mut());
         debug_assert!(expanded.is_ok());
     }
-    let key = BaseKey::from_bytes(okm);
-    zeroize::Zeroize::zeroize(&mut okm);
-    key
+    okm
 }
 
 /// The SFrame KID of `sender_id` in `epoch`.
@@ -161,8 +177,26 @@ mod tests {
     fn base_keys_differ_per_sender_and_secret() {
         let e1 = EpochSecret::from_bytes([1; 32]);
         let e2 = EpochSecret::from_bytes([2; 32]);
-        assert_ne!(base_key(&e1, 1).as_bytes(), base_key(&e1, 2).as_bytes());
-        assert_ne!(base_key(&e1, 1).as_bytes(), base_key(&e2, 1).as_bytes());
+        assert_ne!(
+            base_key(&e1, 1, 0).as_bytes(),
+            base_key(&e1, 2, 0).as_bytes()
+        );
+        assert_ne!(
+            base_key(&e1, 1, 0).as_bytes(),
+            base_key(&e2, 1, 0).as_bytes()
+        );
+    }
+
+    #[test]
+    fn base_keys_differ_for_epochs_with_the_same_kid() {
+        let e = EpochSecret::from_bytes([1; 32]);
+        for n in [0u64, 7, 255, 1 << 40] {
+            assert_eq!(kid(3, n).unwrap(), kid(3, n + 256).unwrap());
+            assert_ne!(
+                base_key(&e, 3, n).as_bytes(),
+                base_key(&e, 3, n + 256).as_bytes()
+            );
+        }
     }
 
     #[test]

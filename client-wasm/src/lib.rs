@@ -14,7 +14,10 @@
 //!   wraps it with AES-256-GCM under a pairwise key per member (P-256 ECDH + HKDF salted with
 //!   the meeting secret from the link, which the server never sees). Sender keys are
 //!   `HKDF-Expand(epoch secret, sender id)`; `KID = sender_id << 8 | epoch mod 256`.
-//! - **Safety number** ([`safety`]): five groups of four digits over the roster's
+//! - **Chat** ([`chat`]): text messages sealed with AES-128-GCM under a per-sender,
+//!   per-epoch key from the same epoch secrets, relayed by the server as opaque bytes
+//!   ([`Session::encrypt_chat`], [`Session::decrypt_chat`]).
+//! - **Safety number** ([`safety`]): eight groups of five digits (SHA-512) over the roster's
 //!   (id, public key) pairs; equal on every screen means no key substitution.
 //!
 //! Byte layouts, message rules and the races they answer are in `docs/PROTOCOL.md`
@@ -71,6 +74,7 @@
 //! - Sender ids must be below 2^56 (the KID layout); larger ones are refused with
 //!   [`EngineError::SenderIdTooLarge`].
 
+pub mod chat;
 pub mod codec;
 pub mod epoch;
 pub mod error;
@@ -85,9 +89,10 @@ pub mod safety;
 pub mod secret;
 mod session;
 
+pub use chat::ChatError;
 pub use codec::Codec;
-pub use epoch::{MessageCounters, Outgoing, SessionConfig, SessionEvent};
-pub use error::{EngineError, FrameError};
+pub use epoch::{MessageCounters, Outgoing, PauseReason, SessionConfig, SessionEvent};
+pub use error::{DropReason, EngineError, FrameError};
 pub use frame::CIPHER_SUITE;
 pub use identity::Identity;
 pub use random::{DeterministicRandom, OsRandom, RandomSource};

@@ -6,8 +6,9 @@
 use crate::key_schedule::{NONCE_LEN, TAG_LEN, key_message_aad, open, seal};
 use crate::secret::PairwiseKey;
 
-/// The protocol version byte that starts every key message.
-pub const VERSION: u8 = 1;
+/// The protocol version byte that starts every key message (2: acks and commits carry the
+/// roster hash).
+pub const VERSION: u8 = 2;
 /// Most members an epoch's roster may list (keeps a message far below the 16 KiB relay limit).
 pub const MAX_ROSTER: usize = 1024;
 
@@ -44,11 +45,16 @@ pub enum KeyMessage {
         status: AckStatus,
         /// The newest epoch the member holds.
         highest: u64,
+        /// [`roster_hash`](crate::key_schedule::roster_hash) of the member's own view of the
+        /// roster when it answered.
+        roster_hash: [u8; 32],
     },
     /// Leader → member: switch sending to `epoch` now.
     Commit {
         /// The epoch to send with.
         epoch: u64,
+        /// The roster hash of that epoch.
+        roster_hash: [u8; 32],
     },
 }
 
@@ -124,6 +130,7 @@ impl KeyMessage {
                 epoch,
                 status,
                 highest,
+                roster_hash,
             } => {
                 out.push(TYPE_ACK);
                 out.extend_from_slice(&epoch.to_be_bytes());
@@ -132,10 +139,12 @@ impl KeyMessage {
                     AckStatus::Stale => 1,
                 });
                 out.extend_from_slice(&highest.to_be_bytes());
+                out.extend_from_slice(roster_hash);
             }
-            KeyMessage::Commit { epoch } => {
+            KeyMessage::Commit { epoch, roster_hash } => {
                 out.push(TYPE_COMMIT);
                 out.extend_from_slice(&epoch.to_be_bytes());
+                out.extend_from_slice(roster_hash);
             }
         }
         out
@@ -190,9 +199,13 @@ impl KeyMessage {
                     epoch,
                     status,
                     highest,
+                    roster_hash: r.array::<32>()?,
                 }
             }
-            TYPE_COMMIT => KeyMessage::Commit { epoch: r.u64()? },
+            TYPE_COMMIT => KeyMessage::Commit {
+                epoch: r.u64()?,
+                roster_hash: r.array::<32>()?,
+            },
             other => return Err(MessageError::Type(other)),
         };
         let clear_len = r.pos;
@@ -285,10 +298,17 @@ mod tests {
                     epoch: 300,
                     status: AckStatus::Stale,
                     highest: 301,
+                    roster_hash: [8; 32],
                 },
                 vec![],
             ),
-            (KeyMessage::Commit { epoch: 300 }, vec![]),
+            (
+                KeyMessage::Commit {
+                    epoch: 300,
+                    roster_hash: [9; 32],
+                },
+                vec![],
+            ),
         ];
         for (msg, pt) in msgs {
             let bytes = msg.seal(&key(), &[2; 12], "r", 1, 5, &pt);
@@ -311,16 +331,20 @@ mod tests {
 
     #[test]
     fn rejects_bad_shapes() {
-        let ok = KeyMessage::Commit { epoch: 1 }.seal(&key(), &[2; 12], "r", 1, 5, &[]);
+        let ok = KeyMessage::Commit {
+            epoch: 1,
+            roster_hash: [0; 32],
+        }
+        .seal(&key(), &[2; 12], "r", 1, 5, &[]);
         assert!(KeyMessage::parse(&ok[..ok.len() - 1]).is_err());
         let mut longer = ok.clone();
         longer.push(0);
         assert!(KeyMessage::parse(&longer).is_err());
-        let mut v2 = ok.clone();
-        v2[0] = 2;
+        let mut v1 = ok.clone();
+        v1[0] = 1;
         assert_eq!(
-            KeyMessage::parse(&v2).unwrap_err(),
-            MessageError::Version(2)
+            KeyMessage::parse(&v1).unwrap_err(),
+            MessageError::Version(1)
         );
         let unsorted = KeyMessage::EpochKey {
             epoch: 1,

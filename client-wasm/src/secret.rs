@@ -1,12 +1,23 @@
 //! Fixed-size secrets that are wiped on drop and never printed.
 
+use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 macro_rules! secret_bytes {
     ($(#[$doc:meta])* $name:ident, $len:expr) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+        #[derive(Clone, Zeroize, ZeroizeOnDrop)]
         pub struct $name([u8; $len]);
+
+        // Secrets compare in constant time, so a comparison never leaks how many leading
+        // bytes matched.
+        impl PartialEq for $name {
+            fn eq(&self, other: &$name) -> bool {
+                self.0.ct_eq(&other.0).into()
+            }
+        }
+
+        impl Eq for $name {}
 
         impl $name {
             /// Wraps raw secret bytes.
@@ -46,6 +57,11 @@ secret_bytes!(
 secret_bytes!(
     /// A 16-byte SFrame base key for one sender in one epoch.
     BaseKey,
+    16
+);
+secret_bytes!(
+    /// A 16-byte AES-128-GCM chat key for one sender in one epoch (see [`crate::chat`]).
+    ChatKey,
     16
 );
 

@@ -1,9 +1,10 @@
 //! [`Session`]: one participant's engine for one join, tying the epoch manager (keys) to the
 //! frame layer (media).
 
+use crate::chat::{ChatError, ChatState, MAX_CHAT_PLAINTEXT};
 use crate::codec::Codec;
 use crate::epoch::{
-    EpochManager, KeyAction, MessageCounters, Outgoing, SessionConfig, SessionEvent,
+    EpochManager, KeyAction, MessageCounters, Outgoing, PauseReason, SessionConfig, SessionEvent,
 };
 use crate::error::{EngineError, FrameError};
 use crate::frame::{FrameCounters, FrameCrypto};
@@ -27,6 +28,8 @@ pub struct Counters {
     pub dropped_replay: u64,
     /// Frames dropped: malformed.
     pub dropped_malformed: u64,
+    /// Frames dropped: the KID names another sender than the track's.
+    pub dropped_wrong_sender: u64,
     /// Key messages accepted.
     pub messages_accepted: u64,
     /// Key messages rejected: malformed.
@@ -45,6 +48,11 @@ pub struct Counters {
     pub messages_foreign: u64,
     /// Key messages ignored: no meeting secret.
     pub messages_no_secret: u64,
+    /// Key messages made for a roster other than our view (epoch keys kept aside, acks and
+    /// commits ignored).
+    pub messages_roster_differs: u64,
+    /// Key messages claiming an epoch too far above ours.
+    pub messages_out_of_range: u64,
     /// Epochs issued by this session as leader.
     pub rotations: u64,
     /// Key messages resent by this session as leader.
@@ -60,6 +68,7 @@ impl Counters {
             dropped_auth: f.dropped_auth,
             dropped_replay: f.dropped_replay,
             dropped_malformed: f.dropped_malformed,
+            dropped_wrong_sender: f.dropped_wrong_sender,
             messages_accepted: m.accepted,
             messages_malformed: m.malformed,
             messages_auth_failed: m.auth_failed,
@@ -69,13 +78,15 @@ impl Counters {
             messages_not_leader: m.not_leader,
             messages_foreign: m.foreign,
             messages_no_secret: m.no_secret,
+            messages_roster_differs: m.roster_differs,
+            messages_out_of_range: m.out_of_range,
             rotations: m.rotations,
             resends: m.resends,
         }
     }
 
     /// Every counter as (snake_case name, value), in declaration order.
-    pub fn fields(&self) -> [(&'static str, u64); 17] {
+    pub fn fields(&self) -> [(&'static str, u64); 20] {
         [
             ("frames_encrypted", self.frames_encrypted),
             ("frames_decrypted", self.frames_decrypted),
@@ -83,6 +94,7 @@ impl Counters {
             ("dropped_auth", self.dropped_auth),
             ("dropped_replay", self.dropped_replay),
             ("dropped_malformed", self.dropped_malformed),
+            ("dropped_wrong_sender", self.dropped_wrong_sender),
             ("messages_accepted", self.messages_accepted),
             ("messages_malformed", self.messages_malformed),
             ("messages_auth_failed", self.messages_auth_failed),
@@ -92,6 +104,8 @@ impl Counters {
             ("messages_not_leader", self.messages_not_leader),
             ("messages_foreign", self.messages_foreign),
             ("messages_no_secret", self.messages_no_secret),
+            ("messages_roster_differs", self.messages_roster_differs),
+            ("messages_out_of_range", self.messages_out_of_range),
             ("rotations", self.rotations),
             ("resends", self.resends),
         ]
@@ -106,6 +120,7 @@ impl Counters {
 pub struct Session {
     epochs: EpochManager,
     frames: FrameCrypto,
+    chat: ChatState,
 }
 
 impl Session {
@@ -144,6 +159,7 @@ impl Session {
         Ok(Session {
             epochs,
             frames: FrameCrypto::new(own_id, config.replay_window),
+            chat: ChatState::default(),
         })
     }
 
@@ -204,14 +220,68 @@ impl Session {
         self.epochs.events.pop_front()
     }
 
-    /// Encrypts one encoded frame: `clear prefix ‖ SFrame`.
+    /// Encrypts one encoded frame: `clear prefix ‖ SFrame`. Fails with
+    /// [`FrameError::SendingPaused`] while sending is paused (see [`Session::paused`]).
     pub fn encrypt(&mut self, codec: Codec, frame: &[u8]) -> Result<Vec<u8>, FrameError> {
+        if let Some(reason) = self.epochs.paused() {
+            return Err(FrameError::SendingPaused(reason));
+        }
         self.frames.encrypt(codec, frame)
     }
 
-    /// Decrypts one frame from any member; drops are counted by reason.
+    /// Decrypts one frame of the track of participant `sender`: a frame whose KID names
+    /// anyone else is dropped ([`FrameError::WrongSender`]), so a track the server
+    /// re-labelled never plays under the wrong name. Drops are counted by reason;
+    /// [`FrameError::drop_reason`] gives it typed.
+    pub fn decrypt_from(
+        &mut self,
+        codec: Codec,
+        sender: u64,
+        frame: &[u8],
+    ) -> Result<Vec<u8>, FrameError> {
+        self.frames.decrypt(codec, frame, Some(sender))
+    }
+
+    /// Decrypts one frame from any member, for callers that do not know whose track it
+    /// came on (tests, tools). Prefer [`Session::decrypt_from`].
     pub fn decrypt(&mut self, codec: Codec, frame: &[u8]) -> Result<Vec<u8>, FrameError> {
-        self.frames.decrypt(codec, frame)
+        self.frames.decrypt(codec, frame, None)
+    }
+
+    /// Why sending (frames and chat) is paused, if it is: a rekey after a leave is overdue,
+    /// the roster differs from the leader's, or the epoch numbers ran out.
+    pub fn paused(&self) -> Option<PauseReason> {
+        self.epochs.paused()
+    }
+
+    /// Encrypts a chat message (at most 4096 bytes) under the epoch this session sends
+    /// frames on: the payload `epoch ‖ seq ‖ ciphertext ‖ tag` to relay to the room.
+    ///
+    /// Fails with [`ChatError::NotSending`] whenever [`encrypt`](Session::encrypt) would
+    /// (no key yet, or sending paused) and with [`ChatError::TooLarge`] for a longer text.
+    pub fn encrypt_chat(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, ChatError> {
+        if plaintext.len() > MAX_CHAT_PLAINTEXT {
+            return Err(ChatError::TooLarge);
+        }
+        if self.epochs.paused().is_some() {
+            return Err(ChatError::NotSending);
+        }
+        let epoch = self.frames.sending_epoch().ok_or(ChatError::NotSending)?;
+        let (secret, _) = self.frames.epoch_keys(epoch).ok_or(ChatError::NotSending)?;
+        let own_id = self.epochs.own_id();
+        self.chat
+            .encrypt(self.epochs.room(), own_id, epoch, secret, plaintext)
+    }
+
+    /// Decrypts a chat payload relayed from `from` (the id the server stamped). Rejects
+    /// malformed or oversized payloads, epochs not held (sent before we joined or past their
+    /// grace), senders outside the epoch's roster, authentication failures and replays
+    /// (a `seq` not above the last accepted from that sender in that epoch).
+    pub fn decrypt_chat(&mut self, from: u64, payload: &[u8]) -> Result<Vec<u8>, ChatError> {
+        let frames = &self.frames;
+        self.chat.retain_epochs(|e| frames.epoch_keys(e).is_some());
+        self.chat
+            .decrypt(self.epochs.room(), from, payload, |e| frames.epoch_keys(e))
     }
 
     /// The safety number over the roster, self included.

@@ -5,6 +5,7 @@ use js_sys::{Array, BigInt, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use crate::epoch::{SessionConfig, SessionEvent};
+#[cfg(feature = "test-api")]
 use crate::random::DeterministicRandom;
 use crate::{Codec, Identity, Session};
 
@@ -25,7 +26,9 @@ impl WasmIdentity {
         }
     }
 
-    /// **Tests only**: the key pair of a given 32-byte secret scalar.
+    /// **Tests only** (feature `test-api`, absent from the shipped package): the key pair of
+    /// a given 32-byte secret scalar.
+    #[cfg(feature = "test-api")]
     #[wasm_bindgen(js_name = fromSecretBytes)]
     pub fn from_secret_bytes(bytes: &[u8]) -> Result<WasmIdentity, JsError> {
         let bytes: [u8; 32] = bytes
@@ -64,6 +67,15 @@ fn meeting_secret(secret: Option<Vec<u8>>) -> Result<Option<[u8; 32]>, JsError> 
                 .map_err(|_| JsError::new("meeting secret must be 32 bytes"))
         })
         .transpose()
+}
+
+/// A participant id given as a BigInt or as a safe non-negative integer number.
+fn sender_id(value: &JsValue) -> Option<u64> {
+    if value.is_bigint() {
+        return u64::try_from(BigInt::from(value.clone())).ok();
+    }
+    let n = value.as_f64()?;
+    (n.fract() == 0.0 && (0.0..=9_007_199_254_740_991.0).contains(&n)).then_some(n as u64)
 }
 
 fn codec(name: &str) -> Result<Codec, JsError> {
@@ -116,6 +128,14 @@ fn event_object(event: &SessionEvent) -> Object {
             set(&o, "type", "keyframe_needed");
             set(&o, "senders", ids(senders));
         }
+        SessionEvent::SendingPaused { reason } => {
+            set(&o, "type", "sending_paused");
+            set(&o, "reason", reason.code());
+        }
+        SessionEvent::SendingResumed { epoch } => {
+            set(&o, "type", "sending_resumed");
+            set(&o, "epoch", *epoch as f64);
+        }
     }
     o
 }
@@ -142,7 +162,9 @@ impl WasmSession {
         Ok(WasmSession { inner })
     }
 
-    /// **Tests only**: a session whose randomness is derived from `seed` (reproducible).
+    /// **Tests only** (feature `test-api`, absent from the shipped package): a session whose
+    /// randomness is derived from `seed` (reproducible).
+    #[cfg(feature = "test-api")]
     #[wasm_bindgen(js_name = forTesting)]
     pub fn for_testing(
         room: &str,
@@ -215,14 +237,67 @@ impl WasmSession {
         out
     }
 
-    /// `clear prefix ‖ SFrame` of an encoded frame; throws if there is no key yet.
+    /// `clear prefix ‖ SFrame` of an encoded frame; throws if there is no key yet or sending
+    /// is paused (see `paused()`).
     pub fn encrypt(&mut self, codec_name: &str, data: &[u8]) -> Result<Vec<u8>, JsError> {
         Ok(self.inner.encrypt(codec(codec_name)?, data)?)
     }
 
-    /// The decrypted frame, or `undefined` when dropped (counted by reason).
-    pub fn decrypt(&mut self, codec_name: &str, data: &[u8]) -> Result<Option<Vec<u8>>, JsError> {
-        Ok(self.inner.decrypt(codec(codec_name)?, data).ok())
+    /// Decrypts a frame of the track of participant `sender` (a BigInt or number; the SFU
+    /// puts it first in the track's msid). Returns the frame as a `Uint8Array`, or, when it
+    /// is dropped, the reason as a string: `'unknown_kid'`, `'auth'`, `'replay'`,
+    /// `'malformed'` or `'wrong_sender'` (the frame's KID names someone else). With
+    /// `sender` `undefined` any member's frame is accepted (tools and benchmarks only).
+    pub fn decrypt(
+        &mut self,
+        codec_name: &str,
+        data: &[u8],
+        sender: JsValue,
+    ) -> Result<JsValue, JsError> {
+        let codec = codec(codec_name)?;
+        let result = if sender.is_undefined() || sender.is_null() {
+            self.inner.decrypt(codec, data)
+        } else {
+            let sender = sender_id(&sender)
+                .ok_or_else(|| JsError::new("sender must be a participant id"))?;
+            self.inner.decrypt_from(codec, sender, data)
+        };
+        Ok(match result {
+            Ok(frame) => Uint8Array::from(frame.as_slice()).into(),
+            Err(e) => JsValue::from_str(e.drop_reason().code()),
+        })
+    }
+
+    /// Why sending is paused (`'rekey_overdue'`, `'roster_mismatch'`,
+    /// `'epochs_exhausted'`), or `undefined` while sending is allowed.
+    pub fn paused(&self) -> Option<String> {
+        self.inner.paused().map(|r| r.code().to_owned())
+    }
+
+    /// A chat message's payload (`epoch ‖ seq ‖ ciphertext ‖ tag`) to relay to the room.
+    /// Throws an `Error` whose message is the [`ChatError`](crate::ChatError) code
+    /// (`not_sending`, `too_large`) when it cannot be sent now.
+    #[wasm_bindgen(js_name = encryptChat)]
+    pub fn encrypt_chat(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, JsError> {
+        self.inner
+            .encrypt_chat(plaintext)
+            .map_err(|e| JsError::new(e.code()))
+    }
+
+    /// `{plaintext: Uint8Array}` or `{error: code}` for a payload relayed from `from` (a
+    /// number or a BigInt). Never throws for anything a peer sends.
+    #[wasm_bindgen(js_name = decryptChat)]
+    pub fn decrypt_chat(&mut self, from: JsValue, payload: &[u8]) -> Object {
+        let o = Object::new();
+        let result = match sender_id(&from) {
+            Some(from) => self.inner.decrypt_chat(from, payload),
+            None => Err(crate::ChatError::UnknownSender),
+        };
+        match result {
+            Ok(plaintext) => set(&o, "plaintext", Uint8Array::from(plaintext.as_slice())),
+            Err(e) => set(&o, "error", e.code()),
+        }
+        o
     }
 
     /// "dddd dddd dddd dddd dddd" over the roster, self included.

@@ -4,17 +4,7 @@
 mod common;
 
 use client_wasm::{Codec, FrameError, SessionEvent};
-use common::{Net, SECRET};
-
-fn meeting(ids: &[u64], seed: &[u8]) -> Net {
-    let mut net = Net::new(seed);
-    for &id in ids {
-        net.join(id);
-        net.run(50);
-    }
-    net.run(3_000);
-    net
-}
+use common::{Net, SECRET, meeting};
 
 #[test]
 fn four_members_converge_on_one_epoch_and_can_talk() {

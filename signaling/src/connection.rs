@@ -116,6 +116,8 @@ struct Connection {
     outbox: Outbox,
     inbox: OutboxReceiver,
     limiter: RateLimiter,
+    /// `chat` has a bucket of its own: each message fans out to the whole room.
+    chat_limiter: RateLimiter,
     session: Option<Session>,
     join_deadline: Instant,
     keepalive: tokio::time::Interval,
@@ -144,6 +146,13 @@ impl Connection {
                 limits.rate_per_second,
                 limits.rate_burst,
                 limits.flood_close_after,
+                now,
+            ),
+            // Never closes by itself: the general limiter handles floods.
+            chat_limiter: RateLimiter::new(
+                limits.chat_rate_per_second,
+                limits.chat_rate_burst,
+                u32::MAX,
                 now,
             ),
             join_deadline: now + limits.join_timeout,
@@ -191,8 +200,10 @@ impl Connection {
                     self.last_heard = Instant::now();
                     // An SFU call may take a while; do not let it hold up shutdown.
                     let state = self.state.clone();
+                    // Boxed: handling a message (a join, an SFU call) is a large future,
+                    // and inline it would make every idle connection's task that large.
                     tokio::select! {
-                        flow = self.on_message(message) => flow,
+                        flow = Box::pin(self.on_message(message)) => flow,
                         () = state.shutdown.triggered() => {
                             Flow::Close(close_code::AWAY, "server shutting down")
                         }
@@ -274,7 +285,7 @@ impl Connection {
                 return self.send_error(err).await;
             }
             Verdict::Close => {
-                tracing::warn!("flood did not stop; disconnecting");
+                tracing::info!("flood did not stop; disconnecting");
                 return Flow::Close(close_code::POLICY, "rate limit exceeded");
             }
         }
@@ -349,6 +360,28 @@ impl Connection {
                 self.state
                     .registry
                     .relay_e2ee(&room, id, e2ee.to, e2ee.payload)?;
+                Ok(Flow::Continue)
+            }
+            ClientMessage::Chat(chat) => {
+                if self.chat_limiter.check(Instant::now()) != Verdict::Allow {
+                    // Refused one by one (not once per flood like the general limit),
+                    // so the sender knows which message did not go out.
+                    self.state.metrics.rate_limited_drop();
+                    let limits = &self.state.config.limits;
+                    return Err(ProtocolError::new(
+                        ErrorCode::RateLimited,
+                        format!(
+                            "more than {} chat messages per second (burst {}); this one was dropped",
+                            limits.chat_rate_per_second, limits.chat_rate_burst
+                        ),
+                    ));
+                }
+                // The payload is opaque: relayed as received, never logged, never kept.
+                let relay = ServerMessage::Chat {
+                    from: id,
+                    payload: chat.payload,
+                };
+                self.state.registry.broadcast(&room, id, &relay);
                 Ok(Flow::Continue)
             }
             ClientMessage::Mute(mute) => {

@@ -41,6 +41,13 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Largest decoded `e2ee` payload, in bytes.
     pub max_e2ee_payload_bytes: usize,
+    /// Largest decoded `chat` payload, in bytes.
+    pub max_chat_payload_bytes: usize,
+    /// Sustained `chat` messages per second one connection may send (a bucket of its
+    /// own, on top of the general one: chat fans out to the whole room).
+    pub chat_rate_per_second: u32,
+    /// `chat` messages a connection may send in a burst.
+    pub chat_rate_burst: u32,
     /// Sustained messages per second one connection may send (token bucket rate).
     pub rate_per_second: u32,
     /// Messages a connection may send in a burst (token bucket size).
@@ -73,6 +80,9 @@ impl Default for Limits {
             max_message_bytes: 64 * 1024,
             max_frame_bytes: 256 * 1024,
             max_e2ee_payload_bytes: 16 * 1024,
+            max_chat_payload_bytes: 8 * 1024,
+            chat_rate_per_second: 5,
+            chat_rate_burst: 10,
             rate_per_second: 50,
             rate_burst: 100,
             flood_close_after: 200,

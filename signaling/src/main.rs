@@ -55,6 +55,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         "http"
     };
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    tokio::spawn(trim_memory());
     let server = Server::bind(config).await?;
     let addr = server.local_addr();
     let url = if addr.ip().is_unspecified() {
@@ -80,4 +82,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("Sealed is running: open {url} to start a meeting");
     server.run(signaling::shutdown_signal()).await?;
     Ok(())
+}
+
+/// How often freed memory is handed back to the OS.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// glibc keeps memory freed by a flood of connections in its per-thread arenas
+/// (RSS 135 → 579 MiB over six floods, 20 MiB after `malloc_trim`): give it back
+/// periodically. `malloc_trim` walks every arena and releases whole free pages.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+async fn trim_memory() {
+    let mut tick = tokio::time::interval(TRIM_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // SAFETY: malloc_trim only touches the allocator's own free lists.
+        let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+    }
 }

@@ -183,6 +183,15 @@ pub struct E2eeSend {
     pub payload: String,
 }
 
+/// `chat`: an end-to-end encrypted chat message (or hand raise) for everybody else in
+/// the room. Opaque to the server, like `e2ee`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatSend {
+    /// base64url (no padding); at most 8 KiB decoded. The server never looks inside,
+    /// never logs it and never stores it.
+    pub payload: String,
+}
+
 /// `mute`: tell the others that one of my tracks is (un)muted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mute {
@@ -214,6 +223,8 @@ pub enum ClientMessage {
     Mute(Mute),
     /// See [`Leave`].
     Leave(Leave),
+    /// See [`ChatSend`].
+    Chat(ChatSend),
 }
 
 /// The `type` of a client message, for metrics and logs.
@@ -233,11 +244,13 @@ pub enum ClientMessageType {
     Mute,
     /// `leave`
     Leave,
+    /// `chat`
+    Chat,
 }
 
 impl ClientMessageType {
     /// Every type, in declaration order.
-    pub const ALL: [ClientMessageType; 7] = [
+    pub const ALL: [ClientMessageType; 8] = [
         ClientMessageType::Join,
         ClientMessageType::PublishOffer,
         ClientMessageType::SubscribeAnswer,
@@ -245,6 +258,7 @@ impl ClientMessageType {
         ClientMessageType::E2ee,
         ClientMessageType::Mute,
         ClientMessageType::Leave,
+        ClientMessageType::Chat,
     ];
 
     /// The wire name (`type` value).
@@ -257,6 +271,7 @@ impl ClientMessageType {
             ClientMessageType::E2ee => "e2ee",
             ClientMessageType::Mute => "mute",
             ClientMessageType::Leave => "leave",
+            ClientMessageType::Chat => "chat",
         }
     }
 
@@ -282,6 +297,7 @@ impl ClientMessage {
             ClientMessage::E2ee(_) => ClientMessageType::E2ee,
             ClientMessage::Mute(_) => ClientMessageType::Mute,
             ClientMessage::Leave(_) => ClientMessageType::Leave,
+            ClientMessage::Chat(_) => ClientMessageType::Chat,
         }
     }
 }
@@ -338,6 +354,13 @@ pub enum ServerMessage {
     },
     /// An opaque E2EE payload from another participant.
     E2ee {
+        /// Sender, stamped by the server: clients cannot forge it.
+        from: ParticipantId,
+        /// base64url (no padding), exactly as the sender sent it.
+        payload: String,
+    },
+    /// An end-to-end encrypted chat payload from another participant of your room.
+    Chat {
         /// Sender, stamped by the server: clients cannot forge it.
         from: ParticipantId,
         /// base64url (no padding), exactly as the sender sent it.
@@ -449,6 +472,7 @@ pub fn parse_client_message(text: &str, limits: &Limits) -> Result<ClientMessage
         ClientMessageType::E2ee => ClientMessage::E2ee(fields(value)?),
         ClientMessageType::Mute => ClientMessage::Mute(fields(value)?),
         ClientMessageType::Leave => ClientMessage::Leave(fields(value)?),
+        ClientMessageType::Chat => ClientMessage::Chat(fields(value)?),
     };
     validate(&message, limits)?;
     Ok(message)
@@ -501,7 +525,12 @@ fn validate(message: &ClientMessage, limits: &Limits) -> Result<(), ProtocolErro
         ClientMessage::PublishOffer(PublishOffer { sdp })
         | ClientMessage::SubscribeAnswer(SubscribeAnswer { sdp }) => validate_sdp(sdp),
         ClientMessage::IceCandidate(_) => Ok(()),
-        ClientMessage::E2ee(e2ee) => validate_e2ee_payload(&e2ee.payload, limits),
+        ClientMessage::E2ee(e2ee) => {
+            validate_opaque_payload(&e2ee.payload, limits.max_e2ee_payload_bytes)
+        }
+        ClientMessage::Chat(chat) => {
+            validate_opaque_payload(&chat.payload, limits.max_chat_payload_bytes)
+        }
         ClientMessage::Mute(mute) => {
             if mute.track.is_empty() || mute.track.len() > MAX_TRACK_ID_LEN {
                 Err(bad_field(format!(
@@ -565,30 +594,27 @@ pub fn decode_public_key(public_key: &str) -> Result<[u8; PUBLIC_KEY_LEN], Proto
     }
 }
 
-/// Checks an E2EE payload's encoding and size without keeping the decoded bytes: the
-/// server relays the sender's string unchanged.
-fn validate_e2ee_payload(payload: &str, limits: &Limits) -> Result<(), ProtocolError> {
+/// Checks an opaque payload's (`e2ee`, `chat`) encoding and decoded size without
+/// keeping the decoded bytes: the server relays the sender's string unchanged.
+fn validate_opaque_payload(payload: &str, max_decoded: usize) -> Result<(), ProtocolError> {
     // 4 base64 characters carry 3 bytes; refuse before decoding anything huge.
-    let max_encoded = limits.max_e2ee_payload_bytes.div_ceil(3) * 4;
+    let max_encoded = max_decoded.div_ceil(3) * 4;
     if payload.len() > max_encoded {
-        return Err(e2ee_too_large(limits));
+        return Err(payload_too_large(max_decoded));
     }
     let decoded = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| bad_field("`payload` is not base64url without padding"))?;
-    if decoded.len() > limits.max_e2ee_payload_bytes {
-        return Err(e2ee_too_large(limits));
+    if decoded.len() > max_decoded {
+        return Err(payload_too_large(max_decoded));
     }
     Ok(())
 }
 
-fn e2ee_too_large(limits: &Limits) -> ProtocolError {
+fn payload_too_large(max_decoded: usize) -> ProtocolError {
     ProtocolError::new(
         ErrorCode::TooLarge,
-        format!(
-            "`payload` is larger than {} bytes decoded",
-            limits.max_e2ee_payload_bytes
-        ),
+        format!("`payload` is larger than {max_decoded} bytes decoded"),
     )
 }
 

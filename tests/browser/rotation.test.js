@@ -6,7 +6,18 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { launchChromium } from './lib/browsers.js';
-import { bench, dropped, inbound, joinMeeting, newMeetingLink, rtcStats, sleep, stats, waitFor } from './lib/meeting.js';
+import {
+  bench,
+  dropped,
+  inbound,
+  joinMeeting,
+  newMeetingLink,
+  rtcStats,
+  sleep,
+  stats,
+  waitFor,
+  watchVideoStalls,
+} from './lib/meeting.js';
 import { startServer } from './lib/server.js';
 
 /** Frames the two stayers dropped from each other so far (audio + video). */
@@ -17,38 +28,16 @@ function stayerDrops(sa, sb, aId, bId) {
 }
 
 /**
- * Samples both stayers' decoded-frame counters every 250 ms in the background
- * until `stop()`, which resolves to the longest time either of them went
- * without a new decoded frame.
+ * Measures, inside both stayers' pages, the longest time either of them showed
+ * no new video frame of the other (see `watchVideoStalls`).
  */
-function watchDecoding(a, b, aId, bId) {
-  let running = true;
-  const loop = (async () => {
-    const last = { a: -1, b: -1 };
-    const lastChange = { a: Date.now(), b: Date.now() };
-    let longestStall = 0;
-    while (running) {
-      const counts = {
-        a: inbound(await rtcStats(a), bId, 'video', 'framesDecoded'),
-        b: inbound(await rtcStats(b), aId, 'video', 'framesDecoded'),
-      };
-      const now = Date.now();
-      for (const k of ['a', 'b']) {
-        if (counts[k] > last[k]) {
-          longestStall = Math.max(longestStall, now - lastChange[k]);
-          last[k] = counts[k];
-          lastChange[k] = now;
-        }
-      }
-      await sleep(250);
-    }
-    const end = Date.now();
-    return Math.max(longestStall, end - lastChange.a, end - lastChange.b);
-  })();
+async function watchDecoding(a, b, aId, bId) {
+  const watches = [await watchVideoStalls(a, [bId]), await watchVideoStalls(b, [aId])];
   return {
-    stop() {
-      running = false;
-      return loop;
+    async stop() {
+      const [x, y] = [await watches[0].stop(), await watches[1].stop()];
+      console.log(`longest video gap: ${x} ms at the first stayer, ${y} ms at the second`);
+      return Math.max(x, y);
     },
   };
 }
@@ -75,7 +64,7 @@ test('a participant joins and leaves: keys rotate and video keeps flowing', { ti
 
   // Cleo joins.
   const dropsBeforeJoin = stayerDrops(await stats(a), await stats(b), aId, bId);
-  const joinWatch = watchDecoding(a, b, aId, bId);
+  const joinWatch = await watchDecoding(a, b, aId, bId);
   await joinMeeting(c, link, 'Cleo');
   const cId = (await stats(c)).ownId;
   const epochThree = await waitFor(
@@ -95,7 +84,7 @@ test('a participant joins and leaves: keys rotate and video keeps flowing', { ti
   const dropsAfterJoin = stayerDrops(await stats(a), await stats(b), aId, bId);
 
   // Cleo leaves.
-  const leaveWatch = watchDecoding(a, b, aId, bId);
+  const leaveWatch = await watchDecoding(a, b, aId, bId);
   await c.click('#leave');
   const epochFour = await waitFor(
     async () => {
@@ -116,6 +105,9 @@ test('a participant joins and leaves: keys rotate and video keeps flowing', { ti
   bench('rotation_leave_dropped_frames', dropsAfterLeave - dropsAfterJoin);
   bench('rotation_join_longest_video_stall_ms', joinStall);
   bench('rotation_leave_longest_video_stall_ms', leaveStall);
+  // A stayer that rejoined lost its media connection: with webrtc-rs 0.21 the SFU
+  // sometimes fails a subscribe connection right after a renegotiation (docs/MEETING.md).
+  assert.deepEqual([sa.rejoins, sb.rejoins], [0, 0], 'a stayer lost its media connection and rejoined');
   assert.ok(Math.max(joinStall, leaveStall) < 2000, 'video stalled for 2 s or more across a rotation');
   assert.equal(sa.safetyNumber, sb.safetyNumber);
   assert.equal(sa.participants[String(bId)].state, 'decrypting');

@@ -20,7 +20,7 @@ use crate::media::{
     BodyInfo, FrameAssembler, check_body, synthetic_vp8_frame, tone, vp8_body, vp8_packetize,
 };
 use crate::participant::{Event, JoinOptions, Participant, ParticipantError};
-use crate::protocol::{MediaKind, ServerMessage, decode_b64, encode_b64};
+use crate::protocol::{ClientMessage, MediaKind, ServerMessage, decode_b64, encode_b64};
 use crate::rtc::{LocalTrack, ReceivedRtp};
 use crate::signal::SignalError;
 
@@ -76,6 +76,8 @@ pub struct BotConfig {
     pub on_keys: Option<SessionHook>,
     /// Reach the SFU only through the server's TURN relay.
     pub relay: bool,
+    /// Chat texts to send, end-to-end encrypted, once we have a sending epoch.
+    pub say: Vec<String>,
 }
 
 impl BotConfig {
@@ -94,6 +96,7 @@ impl BotConfig {
             keep_plaintext: false,
             on_keys: None,
             relay: false,
+            say: Vec::new(),
         }
     }
 }
@@ -153,6 +156,55 @@ pub struct SenderStats {
     pub pcm: Vec<i16>,
 }
 
+/// One chat payload the bot received: who sent it and what it said, or the engine's code
+/// for why it could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatLine {
+    /// Sender (server-stamped).
+    pub from: u64,
+    /// The text (hand raises and screen announcements described in words), or the error
+    /// code (`auth`, `unknown_epoch`, …, `unreadable` for a plaintext that is no chat message).
+    pub text: Result<String, String>,
+}
+
+/// The plaintext of a chat text message (docs/PROTOCOL.md, "Chat plaintext").
+pub fn chat_text_plaintext(body: &str) -> Vec<u8> {
+    serde_json::json!({ "t": "text", "body": body })
+        .to_string()
+        .into_bytes()
+}
+
+/// Reads a decrypted chat plaintext as words; `None` for a message type to ignore.
+pub fn describe_chat_plaintext(plaintext: &[u8]) -> Result<Option<String>, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(plaintext).map_err(|_| "unreadable".to_owned())?;
+    let field = |name: &str| value.get(name).cloned().unwrap_or_default();
+    match value.get("t").and_then(|t| t.as_str()) {
+        Some("text") => match field("body").as_str() {
+            Some(body) => Ok(Some(body.to_owned())),
+            None => Err("unreadable".to_owned()),
+        },
+        Some("hand") => Ok(Some(
+            if field("up").as_bool() == Some(true) {
+                "(raised their hand)"
+            } else {
+                "(lowered their hand)"
+            }
+            .to_owned(),
+        )),
+        Some("screen") => Ok(Some(
+            if field("track").is_string() {
+                "(is presenting)"
+            } else {
+                "(stopped presenting)"
+            }
+            .to_owned(),
+        )),
+        Some(_) => Ok(None),
+        None => Err("unreadable".to_owned()),
+    }
+}
+
 /// Everything a bot observed.
 #[derive(Clone, Debug, Default)]
 pub struct BotReport {
@@ -194,6 +246,10 @@ pub struct BotReport {
     pub captured: Vec<CapturedFrame>,
     /// Plaintext audio frames sent (if kept).
     pub plaintext_audio: Vec<Vec<u8>>,
+    /// Chat texts sent (encrypted) so far.
+    pub chat_sent: Vec<String>,
+    /// Chat payloads received, in order.
+    pub chat_received: Vec<ChatLine>,
 }
 
 impl BotReport {
@@ -343,18 +399,7 @@ impl BotHandle {
 }
 
 fn drop_reason(e: &FrameError) -> String {
-    match e {
-        FrameError::UnknownKeyId(_) => "unknown_kid".into(),
-        FrameError::Authentication => "authentication".into(),
-        FrameError::NoSendingKey => "no_key".into(),
-        other => {
-            let d = format!("{other:?}");
-            d.split(|c: char| !c.is_alphanumeric())
-                .next()
-                .unwrap_or("other")
-                .to_lowercase()
-        }
-    }
+    e.drop_reason().code().into()
 }
 
 /// The bot's state inside its task.
@@ -415,6 +460,37 @@ impl Bot {
         if keys_changed && let Some(hook) = &self.cfg.on_keys {
             (hook.0)(&self.session);
         }
+        self.say_pending(p);
+    }
+
+    /// Sends the chat texts not sent yet, once the engine may send.
+    fn say_pending(&mut self, p: &Participant) {
+        while self.report.chat_sent.len() < self.cfg.say.len() {
+            let text = self.cfg.say[self.report.chat_sent.len()].clone();
+            match self.session.encrypt_chat(&chat_text_plaintext(&text)) {
+                Ok(payload) => {
+                    p.send(ClientMessage::chat(&payload));
+                    self.report.chat_sent.push(text);
+                }
+                // No sending epoch yet: try again after the next key event.
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn on_chat(&mut self, from: u64, payload: &str) {
+        let text = match decode_b64(payload) {
+            None => Err("malformed".to_owned()),
+            Some(bytes) => match self.session.decrypt_chat(from, &bytes) {
+                Err(e) => Err(e.code().to_owned()),
+                Ok(plain) => match describe_chat_plaintext(&plain) {
+                    Ok(None) => return,
+                    Ok(Some(text)) => Ok(text),
+                    Err(code) => Err(code),
+                },
+            },
+        };
+        self.report.chat_received.push(ChatLine { from, text });
     }
 
     fn on_event(&mut self, p: &Participant, e: Event) {
@@ -431,6 +507,7 @@ impl Bot {
                 self.session.member_left(now, id);
                 self.video_tracks.remove(&id);
             }
+            Event::Server(ServerMessage::Chat { from, payload }) => self.on_chat(from, &payload),
             Event::Server(ServerMessage::E2ee { from, payload }) => {
                 if let Some(bytes) = decode_b64(&payload) {
                     self.session.receive(now, from, &bytes);
@@ -494,7 +571,9 @@ impl Bot {
             MediaKind::Video => Codec::Vp8,
         };
         let stats = self.report.senders.entry(publisher).or_default();
-        match self.session.decrypt(codec, &frame) {
+        // The track's participant, as the SFU labelled it: a frame keyed by anyone else
+        // is dropped (wrong_sender) rather than shown under the wrong name.
+        match self.session.decrypt_from(codec, publisher, &frame) {
             Ok(plain) => match r.kind {
                 MediaKind::Audio => {
                     stats.audio_frames += 1;

@@ -108,6 +108,11 @@ pub enum ClientMessage {
     },
     /// Leave the room.
     Leave {},
+    /// An end-to-end encrypted chat payload for everybody else in the room.
+    Chat {
+        /// base64url (no padding) payload.
+        payload: String,
+    },
 }
 
 impl ClientMessage {
@@ -119,6 +124,13 @@ impl ClientMessage {
             public_key: encode_b64(public_key),
             token,
             protocol: PROTOCOL_VERSION,
+        }
+    }
+
+    /// A `chat` message carrying `payload` to the room.
+    pub fn chat(payload: &[u8]) -> Self {
+        ClientMessage::Chat {
+            payload: encode_b64(payload),
         }
     }
 
@@ -207,6 +219,13 @@ pub enum ServerMessage {
     },
     /// An E2EE message from another participant.
     E2ee {
+        /// Sender, stamped by the server.
+        from: u64,
+        /// base64url payload.
+        payload: String,
+    },
+    /// A chat payload from another participant of the room.
+    Chat {
         /// Sender, stamped by the server.
         from: u64,
         /// base64url payload.

@@ -303,7 +303,7 @@ async fn three_tones(relay: bool) {
         numbers.push(b.report().await.expect("bot report").safety_number);
     }
     assert!(
-        numbers.iter().all(|n| *n == numbers[0] && n.len() == 24),
+        numbers.iter().all(|n| *n == numbers[0] && n.len() == 47),
         "{numbers:?}"
     );
     let mut reports = Vec::new();
@@ -652,4 +652,61 @@ async fn a_wrong_secret_decrypts_nothing() {
     server.stop().await;
     assert_logs_clean(&m, &keys, &[&ra, &rb]);
     let _ = sframe_kid;
+}
+
+/// `sealed-bot --say`: a bot's chat text reaches the others decrypted (the relay carries
+/// only ciphertext, the log holds no plaintext), and a bot with a wrong secret reads
+/// nothing of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bots_chat_end_to_end_encrypted() {
+    let logs = log_buffer();
+    let server = TestServer::start().await;
+    let m = secret();
+    let keys = Secrets::default();
+    let text = format!("agenda item {}", rand::random::<u64>());
+    let a = bot(&keys, &server.url, "chat", "a", Some(m), |c| {
+        c.video = false;
+    })
+    .await;
+    // w joins before b speaks, so the relay brings it b's message too.
+    let w = bot(&keys, &server.url, "chat", "w", Some(secret()), |c| {
+        c.video = false;
+    })
+    .await;
+    let b = bot(&keys, &server.url, "chat", "b", Some(m), |c| {
+        c.video = false;
+        c.say = vec![text.clone()];
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let heard = a.report().await.expect("a").chat_received;
+        if heard.iter().any(|l| l.text.as_deref() == Ok(text.as_str())) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a never read b's chat: {heard:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rb = b.stop().await.expect("b");
+    assert_eq!(rb.chat_sent, vec![text.clone()]);
+    let ra = a.stop().await.expect("a");
+    let line = ra
+        .chat_received
+        .iter()
+        .find(|l| l.text.is_ok())
+        .expect("a read it");
+    assert_eq!(line.from, rb.id, "the server-stamped sender");
+    let rw = w.stop().await.expect("w");
+    assert!(
+        !rw.chat_received.is_empty() && rw.chat_received.iter().all(|l| l.text.is_err()),
+        "a wrong secret must get b's message and read none of it: {:?}",
+        rw.chat_received
+    );
+    server.stop().await;
+    let logged = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    assert!(!logged.contains(&text), "the chat plaintext is in the log");
+    assert_logs_clean(&m, &keys, &[&ra, &rb]);
 }

@@ -1,23 +1,33 @@
 // The page's entry point: reads the address, shows the landing page, the
-// pre-join form or the meeting, and keeps the meeting going across reconnects.
+// pre-join form or the meeting, and wires the meeting's controls.
 //
-// The meeting secret comes from the address fragment and stays in memory
-// (here, in the Call and in the worker). It is never logged, stored or sent.
+// The meeting secret comes from the address fragment, which is then taken out
+// of the address bar and this history entry; it stays in memory (here, in the
+// Meeting and Call, and in the worker) and, so that a reload rejoins, in this
+// tab's sessionStorage until the person leaves. It is never logged or sent.
 
-import { Call } from './call.js';
+import { ChatPanel } from './chat.js';
 import { ConnectionPanel } from './connection-info.js';
+import { DevicePanel } from './devices.js';
 import { E2ee } from './e2ee.js';
+import { Meeting } from './meeting.js';
 import { MeetingView } from './meeting-view.js';
 import { Prejoin } from './prejoin.js';
-import { meetingLink, meetingPath, newMeetingSecret, newRoomId, encodeBase64Url, parseMeetingLocation } from './secret.js';
+import { canShareScreen } from './screen-share.js';
+import {
+  encodeBase64Url,
+  forgetSecret,
+  meetingLink,
+  meetingPath,
+  newMeetingSecret,
+  newRoomId,
+  rememberSecret,
+  takeMeetingSecret,
+} from './secret.js';
 import { missingFeatures, unsupportedMessage } from './support.js';
 
 const $ = (id) => document.getElementById(id);
 const SECTIONS = ['landing', 'notice', 'prejoin', 'meeting'];
-/** Delays between reconnect attempts; the last one repeats. */
-const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
-/** Server error codes worth retrying (anything else is shown and stops us). */
-const TRANSIENT_CODES = new Set(['unreachable', 'closed', 'internal', 'rate_limited', 'media_failed']);
 /** What a refused join means, for the server's stable error codes. */
 const JOIN_REFUSALS = {
   room_full: 'This meeting is full.',
@@ -68,140 +78,6 @@ function showLinkProblem(problem) {
   });
 }
 
-/** A meeting the person is in: one Call at a time, replaced on reconnect. */
-class Meeting {
-  constructor({ room, secret, name, stream, e2ee, view }) {
-    this.room = room;
-    this.secret = secret;
-    this.name = name;
-    this.stream = stream;
-    this.e2ee = e2ee;
-    this.view = view;
-    this.call = null;
-    this.state = 'idle';
-    this.attempt = 0;
-    this.retryTimer = null;
-    this.lastStatus = null;
-    this.timings = { joinClickedAt: null, firstRemoteFrameAt: null, joinToFirstFrameMs: null };
-    this.token = new URLSearchParams(location.search).get('token');
-    e2ee.onStatus = (status) => {
-      this.lastStatus = status;
-      view.showE2eeStatus(status);
-    };
-    e2ee.onEvents = (events) => {
-      if (events.some((e) => e.type === 'roster_mismatch')) {
-        view.showE2eeStatus({ ...(this.lastStatus ?? {}), rosterMismatch: true });
-      }
-    };
-    view.onFirstRemoteFrame = (_id, time) => {
-      if (this.timings.firstRemoteFrameAt !== null) return;
-      this.timings.firstRemoteFrameAt = time;
-      if (this.timings.joinClickedAt !== null) {
-        this.timings.joinToFirstFrameMs = Math.round(time - this.timings.joinClickedAt);
-      }
-    };
-  }
-
-  /** Joins (retrying while the server is unreachable). */
-  async connect() {
-    clearTimeout(this.retryTimer);
-    if (this.state === 'left') return;
-    this.state = this.attempt === 0 ? 'joining' : 'reconnecting';
-    const call = new Call({
-      room: this.room,
-      name: this.name,
-      secret: this.secret,
-      token: this.token,
-      localStream: this.stream,
-      e2ee: this.e2ee,
-      handlers: this.#handlers(),
-    });
-    this.call = call;
-    try {
-      await call.join();
-    } catch (error) {
-      if (this.call !== call || this.state === 'left') return;
-      call.dispose();
-      if (TRANSIENT_CODES.has(error.code)) {
-        this.#scheduleRetry(
-          error.code === 'unreachable'
-            ? 'Cannot reach the Sealed server. Check your network connection.'
-            : 'The server closed the connection.',
-        );
-      } else {
-        this.state = 'failed';
-        showNotice({
-          title: 'Could not join the meeting',
-          text: JOIN_REFUSALS[error.code] ?? `The server refused to let this browser join: ${error.message} (${error.code}).`,
-          retryLabel: 'Try again',
-          onRetry: () => location.reload(),
-          offerNewMeeting: true,
-        });
-      }
-      return;
-    }
-    this.state = 'joined';
-    this.attempt = 0;
-    this.view.setBanner(null);
-  }
-
-  /** Leaves for good. */
-  leave() {
-    this.state = 'left';
-    clearTimeout(this.retryTimer);
-    this.call?.leave();
-    this.call = null;
-    for (const track of this.stream.getTracks()) track.stop();
-  }
-
-  setTrackEnabled(kind, enabled) {
-    if (this.call) this.call.setTrackEnabled(kind, enabled);
-    else for (const track of this.stream.getTracks()) if (track.kind === kind) track.enabled = enabled;
-    this.view.setSelfMuted(kind, !enabled);
-  }
-
-  #scheduleRetry(reason) {
-    const delay = RECONNECT_DELAYS_MS[Math.min(this.attempt, RECONNECT_DELAYS_MS.length - 1)];
-    this.attempt += 1;
-    this.state = 'reconnecting';
-    this.view.clearRemote();
-    this.view.setBanner(`${reason} Reconnecting in ${Math.round(delay / 1000) || 1} s…`, 'bad');
-    this.retryTimer = setTimeout(() => this.connect(), delay);
-  }
-
-  #handlers() {
-    const view = this.view;
-    return {
-      onWelcome: ({ ownId, participants }) => {
-        view.clearRemote();
-        view.setSelfId(ownId);
-        for (const p of participants) view.addParticipant(p);
-      },
-      onParticipantJoined: (p) => view.addParticipant(p),
-      onParticipantLeft: (id) => view.removeParticipant(id),
-      onRemoteTrack: (id, _track, stream) => view.showRemoteTrack(id, stream),
-      onTrackMuted: (id, kind, muted) => view.setTrackMuted(id, kind, muted),
-      onActiveSpeakers: (ids) => view.setActiveSpeakers(ids),
-      onServerError: (code, message) => {
-        // A key message for someone who just left: harmless, the engine moves on.
-        if (code === 'unknown_recipient') return;
-        if (code === 'media_failed') {
-          this.call?.dispose();
-          this.call = null;
-          this.#scheduleRetry('The media connection failed.');
-          return;
-        }
-        view.setBanner(`The server reported a problem: ${message} (${code})`, 'bad');
-      },
-      onDisconnected: (reason, { noPath } = {}) => {
-        // Rejoin as a new participant with a fresh identity; the others rotate keys.
-        this.call = null;
-        this.#scheduleRetry(noPath ? reason : `Connection lost: ${reason}.`);
-      },
-    };
-  }
-}
-
 let meeting = null;
 
 async function startPrejoin(room, secret) {
@@ -240,11 +116,31 @@ async function startPrejoin(room, secret) {
       return; // onFatal explains
     }
     const view = new MeetingView($('meeting'));
-    meeting = new Meeting({ room, secret, name, stream: prejoin.stream, e2ee, view });
+    let controls = null;
+    const chat = new ChatPanel($('meeting'), { onSend: (text) => meeting.sendChat(text) });
+    meeting = new Meeting({
+      room,
+      secret,
+      name,
+      token: new URLSearchParams(location.search).get('token'),
+      stream: prejoin.stream,
+      e2ee,
+      view,
+      chat,
+      onRefused: (error) =>
+        showNotice({
+          title: 'Could not join the meeting',
+          text: JOIN_REFUSALS[error.code] ?? `The server refused to let this browser join: ${error.message} (${error.code}).`,
+          retryLabel: 'Try again',
+          onRetry: () => location.reload(),
+          offerNewMeeting: true,
+        }),
+      onChange: () => controls?.render(),
+    });
     watchConnectionPath(meeting, new ConnectionPanel(document.querySelector('#meeting .sidebar')));
     meeting.timings.joinClickedAt = clickedAt;
-    wireControls(meeting, room, secret);
-    view.showSelf(name, prejoin.stream);
+    controls = wireControls(meeting, room, secret);
+    view.showSelf(name, meeting.cameraTrack);
     view.setBanner('Joining…');
     showSection('meeting');
     await meeting.connect();
@@ -262,9 +158,27 @@ function watchConnectionPath(current, panel) {
   refresh();
 }
 
+/** Connects the meeting's buttons and pickers; returns `{render}` to refresh them. */
 function wireControls(current, room, secret) {
   const mic = $('toggle-mic');
   const camera = $('toggle-camera');
+  const present = $('present');
+  const hand = $('raise-hand');
+  const layout = $('toggle-layout');
+  const devices = new DevicePanel($('meeting'), {
+    onSwitch: async (kind, deviceId) => {
+      devices.showError(null);
+      try {
+        await current.switchDevice(kind, deviceId);
+      } catch (error) {
+        devices.showError(`That device could not be opened (${error?.message ?? error}).`);
+      }
+    },
+    onSpeaker: (deviceId) =>
+      current.view.setSinkId(deviceId).catch((error) => {
+        devices.showError(`Sound cannot play there (${error?.message ?? error}).`);
+      }),
+  });
   const render = () => {
     const micOn = current.stream.getAudioTracks().some((t) => t.enabled);
     const cameraOn = current.stream.getVideoTracks().some((t) => t.enabled);
@@ -274,6 +188,12 @@ function wireControls(current, room, secret) {
     camera.setAttribute('aria-pressed', String(cameraOn));
     camera.textContent = cameraOn ? 'Stop camera' : 'Start camera';
     camera.disabled = current.stream.getVideoTracks().length === 0;
+    const presenting = current.screen.track !== null;
+    present.textContent = presenting ? 'Stop presenting' : 'Present';
+    present.setAttribute('aria-pressed', String(presenting));
+    hand.textContent = current.hand ? 'Lower hand' : 'Raise hand';
+    hand.setAttribute('aria-pressed', String(current.hand));
+    devices.refresh({ audio: current.micTrack, video: current.cameraTrack });
   };
   mic.onclick = () => {
     current.setTrackEnabled('audio', mic.getAttribute('aria-pressed') !== 'true');
@@ -283,6 +203,23 @@ function wireControls(current, room, secret) {
     current.setTrackEnabled('video', camera.getAttribute('aria-pressed') !== 'true');
     render();
   };
+  present.hidden = !canShareScreen();
+  present.onclick = async () => {
+    if (current.screen.track) {
+      current.stopPresenting();
+      return;
+    }
+    const problem = await current.startPresenting();
+    if (problem) current.view.setBanner(problem, 'bad');
+  };
+  hand.onclick = () => current.setHand(!current.hand);
+  layout.onclick = () => {
+    const speaker = layout.getAttribute('aria-pressed') !== 'true';
+    layout.setAttribute('aria-pressed', String(speaker));
+    layout.textContent = speaker ? 'Grid view' : 'Speaker view';
+    current.view.setSpeakerView(speaker);
+  };
+  navigator.mediaDevices.addEventListener?.('devicechange', render);
   $('copy-link').onclick = async () => {
     const link = meetingLink(location.origin, room, secret);
     const button = $('copy-link');
@@ -298,15 +235,21 @@ function wireControls(current, room, secret) {
   };
   $('leave').onclick = () => {
     current.leave();
+    // The tab forgets the secret: a reload no longer rejoins by itself.
+    forgetSecret(sessionStorage, room);
     showNotice({
       title: 'You left the meeting',
       text: 'Your camera and microphone are off. The others’ keys change now, so nothing sent from here on can be decrypted with the keys you had.',
       retryLabel: 'Rejoin',
-      onRetry: () => location.reload(),
+      onRetry: () => {
+        rememberSecret(sessionStorage, room, secret);
+        location.reload();
+      },
       offerNewMeeting: true,
     });
   };
   render();
+  return { render };
 }
 
 /** Test and diagnostics hook: E2EE counters, epoch, safety number, per-participant state. */
@@ -323,6 +266,7 @@ window.sealedStats = async () => {
     participantIds: meeting.view.participantIds(),
     shownSafetyNumber: $('safety-number').textContent,
     timings: { ...meeting.timings },
+    ...meeting.snapshot(),
     ...(status ?? {}),
   };
 };
@@ -331,7 +275,7 @@ window.sealedStats = async () => {
 window.sealedRtcStats = async () => (meeting?.call ? meeting.call.rtcStats() : null);
 
 function route() {
-  const where = parseMeetingLocation(location.pathname, location.hash);
+  const where = takeMeetingSecret({ location, history, storage: sessionStorage });
   if (where.view === 'landing') {
     showLanding();
     return;

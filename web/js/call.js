@@ -1,9 +1,12 @@
 // One attempt at being in a meeting: the signaling socket and the two
 // PeerConnections of protocol v1.
 //
-// - publish: we offer, with one `sendonly` transceiver per local track and an
-//   encrypting transform set on its sender before negotiation (Chromium
-//   ignores a transform set later on a sendrecv transceiver);
+// - publish: we offer once, with three `sendonly` transceivers — microphone,
+//   camera, screen — each with an encrypting transform set on its sender
+//   before negotiation (Chromium ignores a transform set later on a sendrecv
+//   transceiver). A source without a track (camera off, not presenting) has
+//   its transceiver all the same: switching a device or starting a screen
+//   share is `replaceTrack`, never a renegotiation;
 // - subscribe: the server offers one transceiver per remote track, we answer,
 //   and a decrypting transform is set on each receiver in `ontrack`.
 //   The stream id of a remote track is its publisher's participant id.
@@ -12,6 +15,8 @@
 
 import { applyCodecPreferences } from './codecs.js';
 import { failureMessage, peerPath } from './connection-info.js';
+import { MediaWatchdog } from './reconnect.js';
+import { msidsByMid } from './sdp.js';
 import { decodeBase64Url, encodeBase64Url } from './secret.js';
 import { PROTOCOL_VERSION, SignalingClient, signalingUrl } from './signaling.js';
 
@@ -23,13 +28,19 @@ export class JoinError extends Error {
   }
 }
 
+/** What we publish, in the order of the publish offer's media sections. */
+export const SOURCES = Object.freeze([
+  { source: 'audio', kind: 'audio' },
+  { source: 'camera', kind: 'video' },
+  { source: 'screen', kind: 'video' },
+]);
+
 /** One PeerConnection with the bookkeeping both of ours need. */
 class Peer {
   constructor(kind, { iceServers, iceTransportPolicy }, sendCandidate, onError) {
     this.kind = kind;
     this.onError = onError;
     this.pc = new RTCPeerConnection({ iceServers, iceTransportPolicy, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
-    this.everConnected = false;
     this.localDescriptionSent = false;
     this.localCandidates = [];
     this.remoteCandidates = [];
@@ -84,11 +95,15 @@ class Peer {
 /**
  * A meeting session over one signaling connection.
  *
+ * `sources` holds the tracks to publish: `{audio, camera, screen}`, each a
+ * MediaStreamTrack or null.
+ *
  * `handlers` (all optional): onWelcome({ownId, participants}), onParticipantJoined(p),
- * onParticipantLeft(id), onRemoteTrack(participantId, track, stream),
- * onTrackMuted(participantId, kind, muted), onActiveSpeakers(ids),
- * onServerError(code, message), onDisconnected(reason, {noPath}) — `noPath`: the
- * media never connected and `reason` is a whole explanation for a person.
+ * onParticipantLeft(id), onRemoteTrack({participant, kind, trackId, track}),
+ * onTrackUnpublished(participantId, trackId), onTrackMuted(participantId, kind, muted),
+ * onActiveSpeakers(ids), onChat(from, payload), onServerError(code, message),
+ * onDisconnected(reason, {noPath}) — `noPath`: the media never connected and
+ * `reason` is a whole explanation for a person.
  */
 export class Call {
   #signaling = null;
@@ -98,18 +113,35 @@ export class Call {
   #welcome = null;
   /** participant id → Map(track_id → kind) from track_published. */
   #remoteTracks = new Map();
-  /** subscribe transceiver → {participant, kind}. */
+  /** subscribe transceiver → {participant, kind, trackId}. */
   #receivers = new Map();
+  /** mid → msid of the subscribe connection's last offer. */
+  #subscribeMsids = new Map();
+  /** source → publish transceiver. */
+  #senders = new Map();
+  /** source → our msid track id, as the SFU and the others know the track. */
+  #publishTrackIds = new Map();
+  /** The stream id our publish offer names (the SFU replaces it by our id). */
+  #publishStream = new MediaStream();
+  #publishOffers = 0;
+  /** Subscribe transceivers whose codec preferences are set. */
+  #codecsSet = new WeakSet();
+  #watchdog;
 
-  constructor({ room, name, secret, token, localStream, e2ee, handlers }) {
+  constructor({ room, name, secret, token, sources, e2ee, handlers }) {
     this.room = room;
     this.name = name;
     this.secret = secret;
     this.token = token;
-    this.localStream = localStream;
+    this.sources = { audio: null, camera: null, screen: null, ...sources };
     this.e2ee = e2ee;
     this.handlers = handlers ?? {};
     this.ownId = null;
+    this.#watchdog = new MediaWatchdog((reason, { neverConnected }) => {
+      // Never connected: no network path works from here; say so plainly.
+      if (neverConnected) this.#disconnected(failureMessage({ relayOffered: this.relayOffered }), { noPath: true });
+      else this.#disconnected(reason);
+    });
   }
 
   /** Connects, joins and resolves once the server welcomed us. */
@@ -161,6 +193,7 @@ export class Call {
   /** Tears everything down without telling the server (it is gone or will notice). */
   dispose() {
     this.#ended = true;
+    this.#watchdog.stop();
     this.#welcome?.reject(new JoinError('closed', 'left'));
     this.#welcome = null;
     this.#signaling?.close();
@@ -169,13 +202,32 @@ export class Call {
     this.e2ee.reset();
   }
 
-  /** Mutes or unmutes our track of `kind` and tells the others. */
-  setTrackEnabled(kind, enabled) {
-    for (const track of this.localStream.getTracks()) {
-      if (track.kind !== kind) continue;
-      track.enabled = enabled;
-      this.#signaling?.send({ type: 'mute', track: track.id, muted: !enabled });
-    }
+  /** Tells the others that our `source` ('audio' or 'camera') is muted or not. */
+  announceMuted(source, muted) {
+    const track = this.#publishTrackIds.get(source);
+    if (track) this.#signaling?.send({ type: 'mute', track, muted });
+  }
+
+  /**
+   * Sends `track` (or nothing, for null) as our `source`: same transceiver,
+   * same encrypting transform, no renegotiation.
+   */
+  async replaceTrack(source, track) {
+    this.sources[source] = track;
+    const transceiver = this.#senders.get(source);
+    if (transceiver) await transceiver.sender.replaceTrack(track);
+  }
+
+  /** The msid track id others know our `source` by (null before we offered). */
+  publishedTrackId(source) {
+    return this.#publishTrackIds.get(source) ?? null;
+  }
+
+  /** Sends an encrypted chat payload (bytes) to everybody else in the room. */
+  sendChat(payload) {
+    if (this.#ended || !this.#signaling?.open) return false;
+    this.#signaling.send({ type: 'chat', payload: encodeBase64Url(payload) });
+    return true;
   }
 
   /** WebRTC statistics per remote participant and kind, for the status panel and tests. */
@@ -189,6 +241,7 @@ export class Call {
         inbound.push({
           participant: info.participant,
           kind: info.kind,
+          trackId: info.trackId,
           packetsReceived: s.packetsReceived ?? 0,
           packetsLost: s.packetsLost ?? 0,
           bytesReceived: s.bytesReceived ?? 0,
@@ -202,11 +255,14 @@ export class Call {
       }
     }
     const outbound = [];
-    for (const sender of this.#publish?.pc.getSenders() ?? []) {
+    for (const [source, transceiver] of this.#senders) {
+      const sender = transceiver.sender;
+      if (!sender.track) continue;
       const report = await sender.getStats().catch(() => null);
       for (const s of report?.values() ?? []) {
         if (s.type !== 'outbound-rtp') continue;
         outbound.push({
+          source,
           kind: s.kind ?? sender.track?.kind,
           packetsSent: s.packetsSent ?? 0,
           bytesSent: s.bytesSent ?? 0,
@@ -215,6 +271,7 @@ export class Call {
       }
     }
     return {
+      publishOffers: this.#publishOffers,
       publishState: this.#publish?.pc.connectionState ?? 'none',
       subscribeState: this.#subscribe?.pc.connectionState ?? 'none',
       path: await this.mediaPaths(),
@@ -287,6 +344,7 @@ export class Call {
         break;
       case 'track_unpublished':
         this.#remoteTracks.get(msg.participant)?.delete(msg.track_id);
+        this.handlers.onTrackUnpublished?.(msg.participant, msg.track_id);
         break;
       case 'track_muted': {
         const kind = this.#remoteTracks.get(msg.participant)?.get(msg.track_id);
@@ -296,6 +354,17 @@ export class Call {
       case 'active_speakers':
         this.handlers.onActiveSpeakers?.(msg.ids ?? []);
         break;
+      case 'chat': {
+        let payload;
+        try {
+          payload = decodeBase64Url(msg.payload);
+        } catch {
+          console.warn('signaling: chat payload is not base64url');
+          break;
+        }
+        this.handlers.onChat?.(msg.from, payload);
+        break;
+      }
       case 'error':
         if (this.#welcome) {
           this.#welcome.reject(new JoinError(msg.code, msg.message));
@@ -325,55 +394,56 @@ export class Call {
     });
     this.#subscribe = new Peer('subscribe', ice, this.#sendCandidate, this.#negotiationFailed);
     this.#subscribe.pc.ontrack = (event) => this.#onTrack(event);
-    this.#watchConnection(this.#subscribe);
-    if (this.localStream.getTracks().length > 0) {
-      this.#publish = new Peer('publish', ice, this.#sendCandidate, this.#negotiationFailed);
-      this.#watchConnection(this.#publish);
-      this.#publish.enqueue(() => this.#offerPublish());
-    }
+    this.#watchdog.watch(this.#subscribe);
+    this.#publish = new Peer('publish', ice, this.#sendCandidate, this.#negotiationFailed);
+    this.#watchdog.watch(this.#publish);
+    this.#publish.enqueue(() => this.#offerPublish());
     this.handlers.onWelcome?.({ ownId: msg.id, participants });
     this.#welcome?.resolve();
     this.#welcome = null;
   }
 
-  #watchConnection(peer) {
-    peer.pc.onconnectionstatechange = () => {
-      const state = peer.pc.connectionState;
-      if (state === 'connected') peer.everConnected = true;
-      if (state !== 'failed') return;
-      if (peer.everConnected) {
-        this.#disconnected(`the ${peer.kind} media connection failed`);
-      } else {
-        // Never connected: no network path works from here; say so plainly.
-        this.#disconnected(failureMessage({ relayOffered: this.relayOffered }), { noPath: true });
-      }
-    };
-  }
-
   async #offerPublish() {
     const pc = this.#publish.pc;
-    for (const track of this.localStream.getTracks()) {
-      const transceiver = pc.addTransceiver(track, {
+    for (const { source, kind } of SOURCES) {
+      const track = this.sources[source];
+      const transceiver = pc.addTransceiver(track ?? kind, {
         direction: 'sendonly',
-        streams: [this.localStream],
+        streams: [this.#publishStream],
       });
-      transceiver.sender.transform = this.e2ee.senderTransform(track.kind);
-      applyCodecPreferences(transceiver, track.kind);
-      if (!track.enabled) this.#signaling.send({ type: 'mute', track: track.id, muted: true });
+      transceiver.sender.transform = this.e2ee.senderTransform(kind);
+      applyCodecPreferences(transceiver, kind);
+      this.#senders.set(source, transceiver);
     }
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
+    const msids = msidsByMid(pc.localDescription.sdp);
+    for (const [source, transceiver] of this.#senders) {
+      const msid = msids.get(transceiver.mid);
+      if (msid) this.#publishTrackIds.set(source, msid.track);
+    }
     this.#signaling.send({ type: 'publish_offer', sdp: pc.localDescription.sdp });
+    this.#publishOffers += 1;
     this.#publish.markDescriptionSent();
+    for (const source of ['audio', 'camera']) {
+      const track = this.sources[source];
+      if (track && !track.enabled) this.announceMuted(source, true);
+    }
   }
 
   #onSubscribeOffer(sdp) {
     const peer = this.#subscribe;
     peer?.enqueue(async () => {
+      this.#subscribeMsids = msidsByMid(sdp);
       await peer.pc.setRemoteDescription({ type: 'offer', sdp });
+      // Only new transceivers: setting preferences again on one that is already
+      // receiving can make the browser rebuild its receive stream, and the
+      // picture then waits for the next keyframe.
       for (const transceiver of peer.pc.getTransceivers()) {
         const kind = transceiver.receiver.track?.kind;
-        if (kind && !transceiver.stopped) applyCodecPreferences(transceiver, kind);
+        if (!kind || transceiver.stopped || this.#codecsSet.has(transceiver)) continue;
+        applyCodecPreferences(transceiver, kind);
+        this.#codecsSet.add(transceiver);
       }
       await peer.pc.setLocalDescription(await peer.pc.createAnswer());
       this.#signaling.send({ type: 'subscribe_answer', sdp: peer.pc.localDescription.sdp });
@@ -393,7 +463,8 @@ export class Call {
     // Set before any frame can arrive: ontrack runs inside setRemoteDescription,
     // before our answer lets the SFU send on this transceiver.
     event.receiver.transform = this.e2ee.receiverTransform(kind, participant);
-    this.#receivers.set(event.transceiver, { participant, kind });
-    this.handlers.onRemoteTrack?.(participant, event.track, stream);
+    const trackId = this.#subscribeMsids.get(event.transceiver.mid)?.track ?? event.track.id;
+    this.#receivers.set(event.transceiver, { participant, kind, trackId });
+    this.handlers.onRemoteTrack?.({ participant, kind, trackId, track: event.track });
   }
 }

@@ -13,12 +13,14 @@ export const DECRYPTING_WINDOW_MS = 2000;
 /** How long we wait for a key before calling the participant 'failing'. */
 export const KEY_WAIT_LIMIT_MS = 4000;
 
-/** The reasons a received frame is dropped, as the worker classifies them. */
+/** The reasons a received frame is dropped, as the worker records them. */
 export const DropReason = Object.freeze({
   NO_KEY: 'no_key',
   AUTH: 'auth',
   /** A copy of a frame already decrypted (browsers occasionally hand one over twice). */
   REPLAY: 'replay',
+  /** The frame is keyed by someone else than the track's participant (a relabelled track). */
+  WRONG_SENDER: 'wrong_sender',
   OTHER: 'other',
 });
 
@@ -31,7 +33,7 @@ export class ParticipantDecryptState {
   constructor() {
     this.audio = emptyKindCounters();
     this.video = emptyKindCounters();
-    this.droppedByReason = { no_key: 0, auth: 0, replay: 0, other: 0 };
+    this.droppedByReason = { no_key: 0, auth: 0, replay: 0, wrong_sender: 0, other: 0 };
     this.lastOkAt = null;
     this.lastDropAt = null;
     /** Start of the current run of drops with no good frame in between. */
@@ -57,7 +59,8 @@ export class ParticipantDecryptState {
     this.#kind(kind).dropped += 1;
     this.lastDropAt = now;
     this.dropStreakSince ??= now;
-    if (reason === DropReason.AUTH) this.dropStreakAuthFailures += 1;
+    // A frame under someone else's key is as bad as a failed tag: nothing will fix it by waiting.
+    if (reason === DropReason.AUTH || reason === DropReason.WRONG_SENDER) this.dropStreakAuthFailures += 1;
   }
 
   /** The state shown to the person at time `now`. */
@@ -85,18 +88,16 @@ export class ParticipantDecryptState {
   }
 }
 
-/**
- * Classifies a drop by comparing the engine's `dropped_*` counters taken
- * before and after the failed `decrypt` call: whichever moved names the
- * reason (`dropped_unknown_kid` → no key, `dropped_auth` → authentication).
- */
-export function classifyDrop(before, after) {
-  const moved = Object.keys(after).filter(
-    (key) => key.startsWith('dropped') && typeof after[key] === 'number' && after[key] !== (before?.[key] ?? 0),
-  );
-  const name = moved.join(' ').toLowerCase();
-  if (/(auth|tag|integrity|decrypt_fail|invalid_ciphertext)/.test(name)) return DropReason.AUTH;
-  if (/(unknown|no_key|missing|kid|epoch)/.test(name)) return DropReason.NO_KEY;
-  if (/replay/.test(name)) return DropReason.REPLAY;
-  return DropReason.OTHER;
+/** The engine's drop reason codes (`Session.decrypt`'s string result) → {@link DropReason}. */
+const ENGINE_DROP_REASONS = Object.freeze({
+  unknown_kid: DropReason.NO_KEY,
+  auth: DropReason.AUTH,
+  replay: DropReason.REPLAY,
+  wrong_sender: DropReason.WRONG_SENDER,
+  malformed: DropReason.OTHER,
+});
+
+/** The {@link DropReason} of a drop reason code the engine returned from `decrypt`. */
+export function dropReasonOf(code) {
+  return ENGINE_DROP_REASONS[code] ?? DropReason.OTHER;
 }

@@ -83,6 +83,26 @@ export class E2ee {
     this.#worker.postMessage({ type: 'reset' });
   }
 
+  /**
+   * Encrypts a chat plaintext (bytes) for the room under our sending epoch.
+   * Resolves to the payload; rejects with an Error whose message is the
+   * engine's code (e.g. `not_sending`).
+   */
+  async encryptChat(plaintext) {
+    const reply = await this.#request({ type: 'chat_encrypt', plaintext });
+    if (reply.error) throw new Error(reply.error);
+    return reply.payload;
+  }
+
+  /**
+   * Decrypts a chat payload from participant `from`. Resolves to
+   * `{plaintext}` or `{error}` with the engine's code (`auth`, `replay`, …).
+   */
+  async decryptChat(from, payload) {
+    const reply = await this.#request({ type: 'chat_decrypt', from: String(from), payload });
+    return reply.error ? { error: reply.error } : { plaintext: reply.plaintext };
+  }
+
   /** A fresh status snapshot from the worker. */
   status() {
     return this.#request({ type: 'status' }).then((reply) => reply.status);

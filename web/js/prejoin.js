@@ -1,5 +1,7 @@
 // Pre-join: camera and microphone preview, device pickers, display name.
 
+import { deviceConstraints, fillDeviceSelect, trackDeviceId } from './devices.js';
+
 /** A sentence a person understands for a getUserMedia failure. */
 export function mediaErrorMessage(error) {
   switch (error?.name) {
@@ -46,10 +48,8 @@ export class Prejoin {
   async open() {
     this.#stopTracks();
     const constraints = {
-      audio: this.micSelect.value ? { deviceId: { exact: this.micSelect.value } } : true,
-      video: this.cameraSelect.value
-        ? { deviceId: { exact: this.cameraSelect.value }, width: { ideal: 640 }, height: { ideal: 360 } }
-        : { width: { ideal: 640 }, height: { ideal: 360 } },
+      audio: deviceConstraints('audio', this.micSelect.value),
+      video: deviceConstraints('video', this.cameraSelect.value),
     };
     try {
       this.stream = await this.#getUserMedia(constraints);
@@ -96,22 +96,8 @@ export class Prejoin {
 
   async #listDevices() {
     const devices = await navigator.mediaDevices.enumerateDevices().catch(() => []);
-    const fill = (select, kind, track) => {
-      const current = track?.getSettings().deviceId ?? select.value;
-      select.replaceChildren();
-      devices
-        .filter((d) => d.kind === kind)
-        .forEach((d, i) => {
-          const option = document.createElement('option');
-          option.value = d.deviceId;
-          option.textContent = d.label || `${kind === 'videoinput' ? 'Camera' : 'Microphone'} ${i + 1}`;
-          select.append(option);
-        });
-      if (current) select.value = current;
-      select.disabled = select.options.length === 0;
-    };
-    fill(this.cameraSelect, 'videoinput', this.stream.getVideoTracks()[0]);
-    fill(this.micSelect, 'audioinput', this.stream.getAudioTracks()[0]);
+    fillDeviceSelect(this.cameraSelect, devices, 'video', trackDeviceId(this.stream.getVideoTracks()[0]));
+    fillDeviceSelect(this.micSelect, devices, 'audio', trackDeviceId(this.stream.getAudioTracks()[0]));
   }
 
   #applyToggles() {

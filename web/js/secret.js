@@ -101,3 +101,71 @@ export function parseMeetingLocation(pathname, hash) {
   }
   return { view: 'meeting', room, secret };
 }
+
+/** The `sessionStorage` key under which a tab keeps one room's secret. */
+function storageKey(room) {
+  return `sealed.secret.${room}`;
+}
+
+/**
+ * Keeps `secret` for `room` in this tab's `storage` (its `sessionStorage`), so a
+ * reload rejoins without the secret sitting in the address bar or the history.
+ * Other tabs and other sites never see a tab's `sessionStorage`; it ends with the
+ * tab. Returns false when storage is unavailable (then a reload asks for the link).
+ */
+export function rememberSecret(storage, room, secret) {
+  try {
+    storage.setItem(storageKey(room), encodeBase64Url(secret));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The secret this tab kept for `room`, or null. */
+export function recallSecret(storage, room) {
+  let text = null;
+  try {
+    text = storage.getItem(storageKey(room));
+  } catch {
+    return null;
+  }
+  if (!text) return null;
+  try {
+    const secret = decodeBase64Url(text);
+    return secret.length === SECRET_LENGTH ? secret : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Forgets the secret this tab kept for `room` (on leaving the meeting). */
+export function forgetSecret(storage, room) {
+  try {
+    storage.removeItem(storageKey(room));
+  } catch {
+    // nothing kept
+  }
+}
+
+/**
+ * Where the meeting secret is on this page load: read from the address
+ * fragment (then taken out of the address bar and this history entry with
+ * `history.replaceState`, and kept in this tab's `sessionStorage`), or, for
+ * an address without a fragment, the secret this tab kept for the room
+ * (a reload). Returns what `parseMeetingLocation` returns.
+ */
+export function takeMeetingSecret({ location, history, storage }) {
+  const where = parseMeetingLocation(location.pathname, location.hash);
+  if (where.view !== 'meeting') return where;
+  if (where.secret) {
+    rememberSecret(storage, where.room, where.secret);
+    history.replaceState(history.state, '', `${location.pathname}${location.search}`);
+    return where;
+  }
+  if (where.problem === 'missing_secret') {
+    const kept = recallSecret(storage, where.room);
+    if (kept) return { view: 'meeting', room: where.room, secret: kept };
+  }
+  return where;
+}

@@ -1,7 +1,7 @@
 //! Installing what the build and the tests need on a fresh machine: the
 //! wasm32 target (rustup does not add it by itself here because
-//! `RUSTUP_AUTO_INSTALL=0`), Debian packages and the browser tests' npm
-//! packages. Each step checks first and does nothing when the thing is there.
+//! `RUSTUP_AUTO_INSTALL=0`), Debian packages (and Python's `cryptography`)
+//! and the browser tests' npm packages. Each step checks first and does nothing when the thing is there.
 
 use anyhow::{Context, Result, bail};
 use std::path::Path;
@@ -13,8 +13,9 @@ use crate::steps::run;
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 /// Debian packages the tests need: `cmake` builds libopus for the `opus`
-/// crate; the browsers run the end-to-end tests.
-pub const APT_PACKAGES: &[&str] = &["cmake", "pkg-config", "chromium", "firefox-esr"];
+/// crate; the browsers run the end-to-end tests; `nftables` lets the
+/// ICE-recovery browser test drop UDP inside its own network namespace.
+pub const APT_PACKAGES: &[&str] = &["cmake", "pkg-config", "chromium", "firefox-esr", "nftables"];
 
 /// Adds the wasm32 target to the pinned toolchain when it is missing.
 pub fn wasm_target() -> Result<()> {
@@ -53,6 +54,31 @@ pub fn apt_packages() -> Result<()> {
     run(Command::new("apt-get")
         .args(["install", "-y", "-qq"])
         .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Python's `cryptography` package, for the independent check of the key
+/// schedule's known answers: Debian's `python3-cryptography` when Python
+/// cannot import it (pip is not needed on Debian 12).
+pub fn python_cryptography() -> Result<()> {
+    let importable = Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if importable {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "python3 cannot import `cryptography`: `sudo apt-get install -y python3-cryptography`"
+        );
+    }
+    run(Command::new("apt-get")
+        .args(["update", "-qq"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "python3-cryptography"])
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 

@@ -6,6 +6,8 @@
 //!   separately installed CLI can drift from the crate.
 //! - `cargo xtask serve [ARGS…]` builds everything (release) and starts the
 //!   `sealed` server on its embedded defaults; ARGS go to `sealed serve`.
+//! - `cargo xtask fuzz [--iterations N]` runs the fuzz harnesses of the
+//!   engine's and the signaling parsers in release, N inputs per target.
 //! - `cargo xtask test` installs what the tests need when it is missing
 //!   (apt packages, the wasm32 target, npm packages), then runs the format
 //!   check, clippy, every Rust test, the wasm tests and the browser tests.
@@ -24,6 +26,7 @@ commands:
   serve [ARGS...]         build everything (release) and run `sealed serve ARGS...`
   test [--skip-install] [--only rust|wasm|browser]
                           install what tests need, then fmt, clippy, all tests
+  fuzz [--iterations N]   fuzz every parser a peer reaches, N inputs each (default 1000000)
 ";
 
 fn main() -> Result<()> {
@@ -40,11 +43,23 @@ fn main() -> Result<()> {
         }
         "serve" => steps::serve(&root, rest),
         "test" => steps::test(&root, &steps::TestOptions::parse(rest)?),
+        "fuzz" => steps::fuzz(&root, fuzz_iterations(rest)?),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
         }
         other => bail!("unknown command `{other}`\n{USAGE}"),
+    }
+}
+
+/// `--iterations N` (default one million).
+fn fuzz_iterations(args: &[String]) -> Result<u64> {
+    match args {
+        [] => Ok(1_000_000),
+        [flag, n] if flag == "--iterations" => n
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--iterations takes a number, not `{n}`")),
+        _ => bail!("usage: cargo xtask fuzz [--iterations N]"),
     }
 }
 

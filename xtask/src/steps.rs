@@ -39,8 +39,25 @@ fn cargo(root: &Path) -> Command {
     cmd
 }
 
-/// Builds `client-wasm` for wasm32 and writes the JS bindings to `web/pkg/`.
+/// Builds `client-wasm` for wasm32 and writes the JS bindings to `web/pkg/`: the shipped
+/// package, without the test-only API.
 pub fn build_web(root: &Path, release: bool) -> Result<()> {
+    build_wasm_package(root, release, None, &root.join("web").join("pkg"))
+}
+
+/// Where the Node tests' package (with feature `test-api`) is written.
+pub fn test_package_dir(root: &Path) -> PathBuf {
+    target_dir(root).join("wasm-test-pkg")
+}
+
+/// Builds the engine for wasm32 with `feature` (if any) and writes the JS bindings to
+/// `out_dir`.
+fn build_wasm_package(
+    root: &Path,
+    release: bool,
+    feature: Option<&str>,
+    out_dir: &Path,
+) -> Result<()> {
     install::wasm_target()?;
     check_wasm_bindgen_version(root)?;
     let mut build = cargo(root);
@@ -55,6 +72,9 @@ pub fn build_web(root: &Path, release: bool) -> Result<()> {
     if release {
         build.arg("--release");
     }
+    if let Some(feature) = feature {
+        build.args(["--features", feature]);
+    }
     run(&mut build)?;
 
     let profile = if release { "release" } else { "debug" };
@@ -62,7 +82,6 @@ pub fn build_web(root: &Path, release: bool) -> Result<()> {
         .join(install::WASM_TARGET)
         .join(profile)
         .join("client_wasm.wasm");
-    let out_dir = root.join("web").join("pkg");
     eprintln!(
         "xtask: wasm-bindgen {WASM_BINDGEN_VERSION} {} -> {}",
         input.display(),
@@ -75,7 +94,7 @@ pub fn build_web(root: &Path, release: bool) -> Result<()> {
         // Let a bare `await init()` find the .wasm next to the JS glue.
         .omit_default_module_path(false)
         .typescript(true)
-        .generate(&out_dir)
+        .generate(out_dir)
         .context("generating the wasm-bindgen JS bindings")?;
     Ok(())
 }
@@ -172,6 +191,7 @@ pub fn test(root: &Path, opts: &TestOptions) -> Result<()> {
     let started = Instant::now();
     if !opts.skip_install {
         install::apt_packages()?;
+        install::python_cryptography()?;
         install::wasm_target()?;
     }
     if opts.wants("rust") {
@@ -197,6 +217,10 @@ pub fn test(root: &Path, opts: &TestOptions) -> Result<()> {
             "warnings",
         ]))?;
         run(cargo(root).args(["test", "--workspace", "--all-features"]))?;
+        // The key schedule's known answers, recomputed by an independent implementation.
+        run(Command::new("python3")
+            .arg(root.join("client-wasm/tests/vectors/check_vectors.py"))
+            .current_dir(root))?;
     }
     if opts.wants("wasm") {
         build_web(root, true)?;
@@ -209,17 +233,41 @@ pub fn test(root: &Path, opts: &TestOptions) -> Result<()> {
     Ok(())
 }
 
-/// The engine's wasm build under Node: it must decrypt frames the native
-/// build made and the other way round.
+/// The engine's wasm build under Node: the shipped package (`web/pkg`, which
+/// must not export the test-only API) and a test build with it, which must
+/// decrypt frames the native build made and the other way round.
 fn wasm_tests(root: &Path) -> Result<()> {
     let dir = root.join("client-wasm").join("tests").join("node");
     if !dir.is_dir() {
         bail!("{} is missing", dir.display());
     }
+    let test_pkg = test_package_dir(root);
+    build_wasm_package(root, true, Some("test-api"), &test_pkg)?;
     run(Command::new("node")
         .arg("--test")
         .arg(&dir)
+        .env("SEALED_WASM_TEST_PKG", &test_pkg)
         .current_dir(root))
+}
+
+/// A long fuzz run of every parser an attacker reaches: `iterations` inputs
+/// per target. It uses the test profile on purpose: overflow checks and
+/// debug assertions stay on, and the build is the one `cargo xtask test`
+/// already made.
+pub fn fuzz(root: &Path, iterations: u64) -> Result<()> {
+    run(cargo(root)
+        .args([
+            "test",
+            "--workspace",
+            "--all-features",
+            "--test",
+            "fuzz",
+            "--test",
+            "fuzz_protocol",
+            "--",
+            "--nocapture",
+        ])
+        .env("SEALED_FUZZ_CASES", iterations.to_string()))
 }
 
 /// Real Chromium and Firefox driving the real server and page.

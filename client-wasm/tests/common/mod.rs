@@ -42,6 +42,7 @@ pub struct Net {
     /// Per-recipient FIFO, like one WebSocket per member.
     pub fifo: bool,
     last_at: BTreeMap<u64, u64>,
+    last_roster_at: BTreeMap<u64, u64>,
     rng: DeterministicRandom,
     /// Random extra delay 0..=jitter ms per delivery.
     pub jitter: u64,
@@ -56,6 +57,17 @@ pub struct Net {
     pub roster_errors: Vec<(u64, client_wasm::EngineError)>,
 }
 
+/// A meeting of `ids`, joined 50 ms apart, after 3 s to settle.
+pub fn meeting(ids: &[u64], seed: &[u8]) -> Net {
+    let mut net = Net::new(seed);
+    for &id in ids {
+        net.join(id);
+        net.run(50);
+    }
+    net.run(3_000);
+    net
+}
+
 impl Net {
     pub fn new(seed: &[u8]) -> Net {
         Net {
@@ -68,6 +80,7 @@ impl Net {
             seq: 0,
             fifo: true,
             last_at: BTreeMap::new(),
+            last_roster_at: BTreeMap::new(),
             rng: DeterministicRandom::new(seed),
             jitter: 20,
             policy: None,
@@ -88,6 +101,12 @@ impl Net {
         let mut at = self.now + delay;
         if self.fifo {
             let last = self.last_at.entry(to).or_insert(0);
+            at = at.max(*last);
+            *last = at;
+        } else if !matches!(what, Delivery::Message { .. }) {
+            // Even when key messages are reordered, one member's roster events keep their
+            // order (the server's room sends them in order on one socket).
+            let last = self.last_roster_at.entry(to).or_insert(0);
             at = at.max(*last);
             *last = at;
         }

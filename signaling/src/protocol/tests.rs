@@ -73,6 +73,9 @@ fn all_client_messages() -> Vec<ClientMessage> {
             muted: true,
         }),
         ClientMessage::Leave(Leave {}),
+        ClientMessage::Chat(ChatSend {
+            payload: URL_SAFE_NO_PAD.encode(b"sealed chat"),
+        }),
     ]
 }
 
@@ -110,6 +113,21 @@ fn client_wire_shapes_match_the_contract() {
         }))
         .unwrap(),
         json!({"type": "e2ee", "to": 9, "payload": "AQ"})
+    );
+    assert_eq!(
+        serde_json::to_value(ClientMessage::Chat(ChatSend {
+            payload: "AQ".into()
+        }))
+        .unwrap(),
+        json!({"type": "chat", "payload": "AQ"})
+    );
+    assert_eq!(
+        serde_json::to_value(ServerMessage::Chat {
+            from: 4,
+            payload: "AQ".into()
+        })
+        .unwrap(),
+        json!({"type": "chat", "from": 4, "payload": "AQ"})
     );
 }
 
@@ -165,6 +183,10 @@ fn every_server_message_round_trips() {
         ServerMessage::IceCandidate {
             pc: PcKind::Subscribe,
             candidate: candidate(),
+        },
+        ServerMessage::Chat {
+            from: 5,
+            payload: "AQID".into(),
         },
         ServerMessage::E2ee {
             from: 2,
@@ -373,6 +395,36 @@ fn e2ee_payloads_are_checked_for_encoding_and_size() {
             "{bad:?}"
         );
     }
+}
+
+#[test]
+fn chat_payloads_are_checked_for_encoding_and_their_own_size() {
+    let limits = Limits::default();
+    let max = limits.max_chat_payload_bytes;
+    assert_eq!(max, 8 * 1024);
+    let ok = URL_SAFE_NO_PAD.encode(vec![0xab; max]);
+    assert!(parse(json!({"type": "chat", "payload": ok})).is_ok());
+    let big = URL_SAFE_NO_PAD.encode(vec![0xab; max + 1]);
+    let err = parse(json!({"type": "chat", "payload": big})).unwrap_err();
+    assert_eq!(err.code, ErrorCode::TooLarge);
+    assert!(err.message.contains("8192"), "{}", err.message);
+    // Far beyond the limit: refused before decoding.
+    let huge = "A".repeat(60 * 1024);
+    assert_eq!(
+        code_of(json!({"type": "chat", "payload": huge})),
+        ErrorCode::TooLarge
+    );
+    for bad in ["a+b/", "AQ==", "A", "*"] {
+        assert_eq!(
+            code_of(json!({"type": "chat", "payload": bad})),
+            ErrorCode::BadField,
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        code_of(json!({"type": "chat", "body": "hello"})),
+        ErrorCode::BadField
+    );
 }
 
 #[test]

@@ -74,16 +74,22 @@ async fn rooms_are_separate() {
     assert_eq!(server.counts(), (2, 2));
 }
 
-#[tokio::test]
-async fn e2ee_reaches_exactly_its_recipient_with_a_server_stamped_sender() {
-    let server = start_default().await;
-    let (mut a, _) = Client::join(&server, "r", "A").await;
-    let (mut b, _) = Client::join(&server, "r", "B").await;
-    let (mut c, _) = Client::join(&server, "r", "C").await;
-    let (mut d, _) = Client::join(&server, "elsewhere", "D").await;
+/// A, B and C in room "r" (each has seen the others join), D alone in another room.
+async fn three_in_a_room_and_one_elsewhere(server: &signaling::ServerHandle) -> [Client; 4] {
+    let (mut a, _) = Client::join(server, "r", "A").await;
+    let (mut b, _) = Client::join(server, "r", "B").await;
+    let (c, _) = Client::join(server, "r", "C").await;
+    let (d, _) = Client::join(server, "elsewhere", "D").await;
     a.recv_type("participant_joined").await;
     a.recv_type("participant_joined").await;
     b.recv_type("participant_joined").await;
+    [a, b, c, d]
+}
+
+#[tokio::test]
+async fn e2ee_reaches_exactly_its_recipient_with_a_server_stamped_sender() {
+    let server = start_default().await;
+    let [mut a, mut b, mut c, mut d] = three_in_a_room_and_one_elsewhere(&server).await;
 
     // `from` in the client's message is ignored: the server stamps it.
     a.send(json!({"type": "e2ee", "to": b.id, "from": c.id, "payload": "c2VhbGVk"}))
@@ -112,6 +118,70 @@ async fn e2ee_reaches_exactly_its_recipient_with_a_server_stamped_sender() {
         a.recv_error("unknown_recipient").await;
     }
     d.expect_silence(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn chat_reaches_every_other_member_of_the_room_with_a_server_stamped_sender() {
+    let server = start_default().await;
+    let [mut a, mut b, mut c, mut d] = three_in_a_room_and_one_elsewhere(&server).await;
+
+    // `from` in the client's message is ignored: the server stamps it.
+    a.send(json!({"type": "chat", "from": c.id, "payload": "c2VhbGVk"}))
+        .await;
+    for member in [&mut b, &mut c] {
+        assert_eq!(
+            member.recv_type("chat").await,
+            json!({"type": "chat", "from": a.id, "payload": "c2VhbGVk"})
+        );
+    }
+    a.expect_silence(Duration::from_millis(200)).await;
+    d.expect_silence(Duration::from_millis(100)).await;
+
+    // The largest allowed payload passes unchanged; one byte more is refused.
+    let big = vec![0x5a; 8 * 1024];
+    b.send(json!({"type": "chat", "payload": base64url(&big)}))
+        .await;
+    assert_eq!(a.recv_type("chat").await["payload"], base64url(&big));
+    assert_eq!(c.recv_type("chat").await["from"], b.id);
+    let too_big = vec![0x5a; 8 * 1024 + 1];
+    b.send(json!({"type": "chat", "payload": base64url(&too_big)}))
+        .await;
+    b.recv_error("too_large").await;
+    a.expect_silence(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn chat_has_its_own_rate_limit_and_each_dropped_message_is_refused() {
+    let server = start_default().await;
+    let (mut a, _) = Client::join(&server, "r", "A").await;
+    let (mut b, _) = Client::join(&server, "r", "B").await;
+    a.recv_type("participant_joined").await;
+    // Burst of 10 passes, the next two are refused one by one...
+    for i in 0..12u8 {
+        a.send(json!({"type": "chat", "payload": base64url(&[i])}))
+            .await;
+    }
+    for i in 0..10u8 {
+        assert_eq!(b.recv_type("chat").await["payload"], base64url(&[i]));
+    }
+    b.expect_silence(Duration::from_millis(100)).await;
+    a.recv_error("rate_limited").await;
+    a.recv_error("rate_limited").await;
+    // ...while everything else still flows (the general bucket is not empty).
+    a.send_e2ee(b.id, b"k").await;
+    assert_eq!(b.recv_type("e2ee").await["from"], a.id);
+    // Tokens come back at 5/s.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    a.send(json!({"type": "chat", "payload": "AQ"})).await;
+    assert_eq!(b.recv_type("chat").await["payload"], "AQ");
+}
+
+#[tokio::test]
+async fn chat_needs_a_join() {
+    let server = start_default().await;
+    let mut a = Client::connect(&server).await;
+    a.send(json!({"type": "chat", "payload": "AQ"})).await;
+    a.recv_error("not_joined").await;
 }
 
 #[tokio::test]

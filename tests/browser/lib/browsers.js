@@ -11,7 +11,6 @@ export const FIREFOX = process.env.SEALED_FIREFOX ?? '/usr/bin/firefox-esr';
 
 const CHROMIUM_ARGS = [
   '--no-sandbox',
-  '--use-fake-device-for-media-stream',
   '--use-fake-ui-for-media-stream',
   '--allow-loopback-in-peer-connection',
   '--disable-background-networking',
@@ -22,6 +21,12 @@ const CHROMIUM_ARGS = [
   '--autoplay-policy=no-user-gesture-required',
   '--disable-domain-reliability',
   '--no-default-browser-check',
+  // getDisplayMedia({preferCurrentTab: true}) shares this tab without a picker.
+  '--auto-accept-this-tab-capture',
+  // Three fake cameras, so a test can switch devices. Chromium gives them the
+  // formats I420, Y16 and MJPEG in turn: fake_device_1 is a depth camera whose
+  // frames no video encoder takes, so tests switch between devices 0 and 2.
+  '--use-fake-device-for-media-stream=device-count=3',
   // puppeteer-core merges this with its own list into ONE --disable-features
   // flag (Chromium honours only the last one).
   '--disable-features=WebRtcHideLocalIpsWithMdns,MediaRouter,OptimizationHints,Translate,AutofillServerCommunication,CertificateTransparencyComponentUpdater',
@@ -36,6 +41,9 @@ const FIREFOX_PREFS = {
   // interface only, never on loopback, where the SFU listens.
   'permissions.default.camera': 1,
   'permissions.default.microphone': 1,
+  // Tab sharing through getUserMedia({video: {mediaSource: 'browser'}}): headless
+  // Firefox has no getDisplayMedia picker (see lib/capture.js).
+  'media.getusermedia.browser.enabled': true,
   'media.peerconnection.ice.loopback': true,
   'media.peerconnection.ice.obfuscate_host_addresses': false,
   'media.peerconnection.ice.tcp': false,
@@ -86,20 +94,33 @@ function register(t, browser, cleanup) {
 }
 
 /**
- * Headless Chromium with a fresh profile; closed when test `t` ends. `spki`: trust a
- * self-signed server certificate with this SPKI hash, as a person would by flag.
+ * Headless Chromium with a fresh profile; closed when test `t` ends.
+ *
+ * `tabCapture`: let getDisplayMedia share the tab itself. The fake media UI
+ * would hand out a fake "monitor" instead, so it is left out, and each browser
+ * context must be granted the camera and microphone with `grantMedia`.
+ * `spki`: trust a self-signed server certificate with this SPKI hash, as a
+ * person would by flag.
  */
-export async function launchChromium(t, { spki = null } = {}) {
+export async function launchChromium(t, { tabCapture = false, spki = null } = {}) {
   const userDataDir = mkdtempSync(join(tmpdir(), 'sealed-chromium-'));
   const browser = await puppeteer.launch({
     executablePath: CHROMIUM,
     headless: true,
     userDataDir,
-    args: spki ? [...CHROMIUM_ARGS, `--ignore-certificate-errors-spki-list=${spki}`] : CHROMIUM_ARGS,
+    args: [
+      ...(tabCapture ? CHROMIUM_ARGS.filter((a) => a !== '--use-fake-ui-for-media-stream') : CHROMIUM_ARGS),
+      ...(spki ? [`--ignore-certificate-errors-spki-list=${spki}`] : []),
+    ],
     protocolTimeout: 60000,
   });
   register(t, browser, () => rmSync(userDataDir, { recursive: true, force: true }));
   return browser;
+}
+
+/** Grants `context` (a Chromium browser context) the camera and microphone on `origin`. */
+export async function grantMedia(context, origin) {
+  await context.overridePermissions(origin, ['camera', 'microphone']);
 }
 
 /**

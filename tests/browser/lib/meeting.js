@@ -18,20 +18,33 @@ export async function waitFor(check, { timeoutMs = 15000, intervalMs = 200, mess
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Opens the landing page, clicks "New meeting" and returns the meeting link. */
+/**
+ * Opens the landing page, clicks "New meeting" and returns the meeting link.
+ * The page takes the secret out of the address bar at once and keeps it in
+ * the tab's sessionStorage, which is where the test reads it back from.
+ */
 export async function newMeetingLink(page, baseUrl) {
   await page.goto(`${baseUrl}/`);
   await page.waitForSelector('#new-meeting', { visible: true });
   await Promise.all([page.waitForNavigation(), page.click('#new-meeting')]);
-  return page.url();
+  // The pre-join form, or a notice (e.g. an unsupported browser): the page has read the link.
+  await page.waitForSelector('#prejoin:not([hidden]), #notice:not([hidden])');
+  const secret = await page.evaluate(() => {
+    const room = location.pathname.split('/').pop();
+    return sessionStorage.getItem(`sealed.secret.${room}`);
+  });
+  if (!secret) throw new Error(`the meeting page kept no secret (address: ${page.url()})`);
+  return `${page.url()}#${secret}`;
 }
 
 /**
- * Opens `link`, waits for the camera preview, types `name` and clicks join.
+ * Opens `link`, waits for the camera preview, types `name`, switches the
+ * microphone or camera off if asked, and clicks join.
  * Resolves once the server welcomed us (the page knows its participant id).
  */
-export async function joinMeeting(page, link, name) {
-  if (page.url() !== link) await page.goto(link);
+export async function joinMeeting(page, link, name, { mic = true, camera = true } = {}) {
+  // The page took the fragment out of the address bar: compare without it.
+  if (page.url() !== link.split('#')[0]) await page.goto(link);
   await page.waitForSelector('#prejoin', { visible: true });
   await page.waitForFunction(
     () => {
@@ -41,6 +54,8 @@ export async function joinMeeting(page, link, name) {
     { timeout: 15000 },
   );
   await page.type('#display-name', name);
+  if (!mic) await page.click('#prejoin-mic');
+  if (!camera) await page.click('#prejoin-camera');
   await page.click('#join-button');
   await page.waitForSelector('#meeting', { visible: true });
   await waitFor(async () => (await stats(page))?.ownId != null, { message: `${name} to be welcomed` });
@@ -134,4 +149,45 @@ export async function screenshot(page, name) {
 /** Prints a measured figure in the one format the lead collects. */
 export function bench(name, value) {
   console.log(`BENCH ${name}=${value}`);
+}
+
+/**
+ * Starts measuring, inside `page`, the longest time the tile of each
+ * participant in `ids` goes without a new video frame (sampling the video
+ * element's decoded-frame count every 20 ms, so the figure is not blurred by
+ * the test's own polling). `stop()` resolves to the longest gap in ms over all
+ * of them, counting a gap still open at the end.
+ */
+export async function watchVideoStalls(page, ids) {
+  await page.evaluate((watched) => {
+    const last = new Map();
+    const state = { longest: 0 };
+    const frames = (id) => {
+      const video = document.querySelector(`video[data-participant="${id}"]`);
+      return video?.getVideoPlaybackQuality?.().totalVideoFrames ?? 0;
+    };
+    const sample = () => {
+      const now = performance.now();
+      for (const id of watched) {
+        const count = frames(id);
+        const seen = last.get(id);
+        if (!seen) {
+          last.set(id, { count, at: now });
+        } else if (count !== seen.count) {
+          state.longest = Math.max(state.longest, now - seen.at);
+          last.set(id, { count, at: now });
+        }
+      }
+    };
+    sample();
+    const timer = setInterval(sample, 20);
+    window.__sealedStallWatch = () => {
+      clearInterval(timer);
+      sample();
+      const now = performance.now();
+      for (const seen of last.values()) state.longest = Math.max(state.longest, now - seen.at);
+      return Math.round(state.longest);
+    };
+  }, ids.map(String));
+  return { stop: () => page.evaluate(() => window.__sealedStallWatch()) };
 }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! sealed-bot join 'http://127.0.0.1:8080/m/standup#<secret>' --name bot --tone 440 \
-//!     --record out.wav --video synthetic --duration 30s
+//!     --record out.wav --video synthetic --say "hello from the bot" --duration 30s
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use tests::bot::{AudioSource, BotConfig, BotError, BotHandle, BotReport, SAMPLE_RATE};
+use tests::bot::{AudioSource, BotConfig, BotError, BotHandle, BotReport, ChatLine, SAMPLE_RATE};
 use tests::protocol::decode_b64;
 
 #[derive(Parser, Debug)]
@@ -61,6 +61,10 @@ struct JoinArgs {
     /// as a client behind a firewall that blocks direct media would.
     #[arg(long)]
     relay: bool,
+    /// Say this in the meeting's chat (end-to-end encrypted) once the bot holds a key;
+    /// repeat for several messages. Received chat is printed as it arrives.
+    #[arg(long)]
+    say: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -212,6 +216,7 @@ async fn join(args: JoinArgs) -> Result<()> {
     cfg.video = args.video.is_some();
     cfg.decode_audio = true;
     cfg.relay = args.relay;
+    cfg.say = args.say.clone();
     let bot = match BotHandle::spawn(cfg).await {
         Ok(bot) => bot,
         Err(e @ BotError::Unreachable(_)) => {
@@ -221,17 +226,26 @@ async fn join(args: JoinArgs) -> Result<()> {
     };
     println!("joined room {:?} as participant {}", link.room, bot.id);
     let mut last_epoch = None;
+    let (mut said, mut heard) = (0, 0);
     let deadline = tokio::time::Instant::now() + args.duration;
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
             _ = tokio::signal::ctrl_c() => break,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {
                 let r = bot.report().await?;
                 if r.epoch != last_epoch {
                     println!("sending epoch {:?}, safety number {}", r.epoch, r.safety_number);
                     last_epoch = r.epoch;
                 }
+                for text in &r.chat_sent[said..] {
+                    println!("chat > {text}");
+                }
+                said = r.chat_sent.len();
+                for line in &r.chat_received[heard..] {
+                    print_chat(line);
+                }
+                heard = r.chat_received.len();
             }
         }
     }
@@ -241,6 +255,15 @@ async fn join(args: JoinArgs) -> Result<()> {
         record(path, &report)?;
     }
     Ok(())
+}
+
+/// One received chat line on stdout; other participants' text is printed with control
+/// characters escaped, so it cannot drive the terminal.
+fn print_chat(line: &ChatLine) {
+    match &line.text {
+        Ok(text) => println!("chat < {}: {}", line.from, text.escape_debug()),
+        Err(code) => println!("chat < {}: cannot decrypt ({code})", line.from),
+    }
 }
 
 #[tokio::main]
