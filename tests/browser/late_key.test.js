@@ -15,7 +15,7 @@ const KEY_DELAY_MS = 3000;
 
 /**
  * Runs before the page's scripts: holds back every `e2ee` message the server
- * sends for `delay` ms, notes when the first EpochKey (clear bytes 01 01) is
+ * sends for `delay` ms, notes when the first EpochKey (clear bytes 02 01: v2, type EpochKey) is
  * handed to the page, and notes when the first remote video frame shows.
  */
 function holdBackKeys(delay) {
@@ -38,7 +38,7 @@ function holdBackKeys(delay) {
         setTimeout(() => {
           const b64 = msg.payload.replaceAll('-', '+').replaceAll('_', '/');
           const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-          if (window.__late.keyAt === null && bytes[0] === 1 && bytes[1] === 1) window.__late.keyAt = performance.now();
+          if (window.__late.keyAt === null && bytes[0] === 2 && bytes[1] === 1) window.__late.keyAt = performance.now();
           handler(event);
         }, delay);
       };
