@@ -13,7 +13,7 @@ use crate::stats::Counters;
 use crate::{ParticipantId, TrackKind};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,10 @@ pub(crate) struct Receiver {
     /// Negotiated id of the audio-level header extension, 0 if none.
     audio_level_ext: u8,
     limiter: KeyframeLimiter,
+    /// The limiter's interval: how long a refused keyframe request waits before it is retried.
+    pli_min_interval: Duration,
+    /// A refused keyframe request is waiting for the interval to pass.
+    keyframe_deferred: AtomicBool,
     requester: Option<KeyframeRequester>,
     /// SSRC the publisher sends this track with (last seen), for PLI.
     media_ssrc: AtomicU32,
@@ -65,6 +69,8 @@ impl Receiver {
             levels: LevelMeter::default(),
             audio_level_ext: init.audio_level_ext.unwrap_or(0),
             limiter: KeyframeLimiter::new(init.pli_min_interval),
+            pli_min_interval: init.pli_min_interval,
+            keyframe_deferred: AtomicBool::new(false),
             requester,
             media_ssrc: AtomicU32::new(0),
             closed: AtomicBool::new(false),
@@ -147,18 +153,31 @@ impl Receiver {
     }
 
     /// Asks the publisher for a keyframe, at most once per `pli_min_interval`.
-    pub fn request_keyframe(&self) {
+    ///
+    /// A request the limiter refuses is not dropped but sent once the interval has passed
+    /// (one deferred request at a time): a subscriber that asked just after another one
+    /// would otherwise wait for the publisher's next keyframe, and a still shared screen
+    /// may send none for a long time.
+    pub fn request_keyframe(self: &Arc<Self>) {
         let ssrc = self.media_ssrc.load(Relaxed);
         if self.kind != TrackKind::Video || ssrc == 0 || self.is_closed() {
             return;
         }
         if !self.limiter.allow(Instant::now()) {
+            if !self.keyframe_deferred.swap(true, AcqRel) {
+                let receiver = Arc::clone(self);
+                tokio::spawn(async move {
+                    tokio::time::sleep(receiver.pli_min_interval).await;
+                    receiver.keyframe_deferred.store(false, Release);
+                    receiver.request_keyframe();
+                });
+            }
             return;
         }
+        self.counters.keyframe_requests.fetch_add(1, Relaxed);
         let Some(requester) = self.requester.clone() else {
             return;
         };
-        self.counters.keyframe_requests.fetch_add(1, Relaxed);
         tokio::spawn(async move {
             if let Err(err) = requester.send_pli(ssrc).await {
                 tracing::debug!(%err, "PLI not sent");
@@ -236,6 +255,29 @@ mod tests {
         r.forward(packet(8, b"x"));
         assert!(ra.try_recv().is_err(), "detached subscriber gets nothing");
         assert!(rb.try_recv().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_refused_keyframe_request_goes_out_after_the_interval() {
+        let r = receiver(1, TrackKind::Video);
+        r.media_ssrc.store(1234, Relaxed);
+        let sent = || r.counters.keyframe_requests.load(Relaxed);
+        r.request_keyframe();
+        assert_eq!(sent(), 1);
+        r.request_keyframe();
+        r.request_keyframe();
+        assert_eq!(sent(), 1, "within the 500 ms interval: held back");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sent() < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            sent(),
+            2,
+            "the held-back requests went out, after the interval"
+        );
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(sent(), 2, "and only once");
     }
 
     #[test]

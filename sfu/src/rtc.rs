@@ -48,10 +48,16 @@ pub(crate) const VP8_PT: u8 = 96;
 
 /// How long we wait for host candidates before returning an SDP without them.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
-/// ICE consent: disconnected after this long without checks from the client...
-const ICE_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(5);
-/// ...and failed this long after that.
-const ICE_FAILED_TIMEOUT: Duration = Duration::from_secs(10);
+/// ICE consent timeouts of the server's agent: zero, it never declares a connection
+/// disconnected or failed by itself. webrtc-rs 0.21's ICE-lite agent judges liveness only
+/// by traffic from the first pair the browser nominated; Chromium may move its media and
+/// consent checks to another valid pair without nominating again, and the agent then
+/// failed a working connection ≈ 15 s later (the participant was removed mid-meeting,
+/// mostly right after a subscribe renegotiation). A dead client is still noticed: its
+/// WebSocket closes or times out, and a page whose media is lost rejoins by itself.
+/// The sans-IO media plane (issue 10) replaces this with consent by any inbound traffic.
+const ICE_DISCONNECTED_TIMEOUT: Duration = Duration::ZERO;
+const ICE_FAILED_TIMEOUT: Duration = Duration::ZERO;
 const ICE_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Where a PC binds and what address it announces.
