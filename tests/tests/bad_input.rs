@@ -14,6 +14,8 @@ use tests::protocol::{ClientMessage, MediaKind, PcName, ServerMessage, encode_b6
 use tests::signal::{Inbound, Outbound, SignalConnection, SignalError};
 
 const T: Duration = Duration::from_secs(5);
+/// The least time over which the flowing media is counted (≈ 60 packets a second are sent).
+const MEDIA_WINDOW: Duration = Duration::from_secs(3);
 
 /// Sends `out` on a raw connection and returns the code of the `error` it provokes, or
 /// `None` if the server closed the connection instead.
@@ -97,6 +99,7 @@ async fn bad_input_gets_errors_while_media_keeps_flowing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let live = Liveness::watch(collector.count.clone());
     let count_before = collector.count.load(Ordering::Relaxed);
+    let window_start = Instant::now();
 
     // --- a connection that never joined ---
     let mut raw = SignalConnection::connect(&server.url)
@@ -290,6 +293,9 @@ async fn bad_input_gets_errors_while_media_keeps_flowing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut late = join(&server.url, "steady", "late").await;
     wait_tracks_opened(&mut late, 2).await;
+    // The count below proves media flowed throughout; it needs a window of known length
+    // (the bad input itself may take only a second on a fast run).
+    tokio::time::sleep_until((window_start + MEDIA_WINDOW).into()).await;
     let longest = live.stop().await;
     let count_after = collector.count.load(Ordering::Relaxed);
     let got = collector.stop(&mut b).await;
