@@ -14,7 +14,8 @@ use tests::protocol::{ClientMessage, MediaKind, PcName, ServerMessage, encode_b6
 use tests::signal::{Inbound, Outbound, SignalConnection, SignalError};
 
 const T: Duration = Duration::from_secs(5);
-/// The least time over which the flowing media is counted (≈ 60 packets a second are sent).
+/// The least time over which the flowing media is counted (50 audio packets and 30 video
+/// frames a second are sent; 100 must arrive).
 const MEDIA_WINDOW: Duration = Duration::from_secs(3);
 
 /// Sends `out` on a raw connection and returns the code of the `error` it provokes, or
