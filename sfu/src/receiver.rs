@@ -31,8 +31,6 @@ pub(crate) struct Receiver {
     /// Negotiated id of the audio-level header extension, 0 if none.
     audio_level_ext: u8,
     limiter: KeyframeLimiter,
-    /// The limiter's interval: how long a refused keyframe request waits before it is retried.
-    pli_min_interval: Duration,
     /// A refused keyframe request is waiting for the interval to pass.
     keyframe_deferred: AtomicBool,
     requester: Option<KeyframeRequester>,
@@ -69,7 +67,6 @@ impl Receiver {
             levels: LevelMeter::default(),
             audio_level_ext: init.audio_level_ext.unwrap_or(0),
             limiter: KeyframeLimiter::new(init.pli_min_interval),
-            pli_min_interval: init.pli_min_interval,
             keyframe_deferred: AtomicBool::new(false),
             requester,
             media_ssrc: AtomicU32::new(0),
@@ -167,7 +164,7 @@ impl Receiver {
             if !self.keyframe_deferred.swap(true, AcqRel) {
                 let receiver = Arc::clone(self);
                 tokio::spawn(async move {
-                    tokio::time::sleep(receiver.pli_min_interval).await;
+                    tokio::time::sleep(receiver.limiter.interval()).await;
                     receiver.keyframe_deferred.store(false, Release);
                     receiver.request_keyframe();
                 });

@@ -92,6 +92,11 @@ impl KeyframeLimiter {
         }
     }
 
+    /// The least time between two requests let through.
+    pub fn interval(&self) -> Duration {
+        Duration::from_micros(self.min_interval_us)
+    }
+
     /// Whether a request at `now` may go out; if so, records it.
     pub fn allow(&self, now: Instant) -> bool {
         let now_us = u64::try_from(now.saturating_duration_since(self.epoch).as_micros())
