@@ -204,6 +204,23 @@ struct Subscription {
     down_track: DownTrack,
     /// Added since the subscriber last connected/answered: wants a keyframe once it can.
     fresh: bool,
+    /// Where the subscriber stands on this down track.
+    stage: Stage,
+}
+
+/// How far a down track got in the subscribe negotiation.
+///
+/// Media flows only once the subscriber has answered an offer naming the track: webrtc-rs
+/// sends on a sender from the moment it is added, and Firefox mis-routes RTP that reaches
+/// it before the offer announcing its SSRC (it never decodes that track afterwards).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Not in any offer yet.
+    Added,
+    /// In the offer that waits for its answer.
+    Offered,
+    /// Answered: attached to the publisher's fan-out.
+    Live,
 }
 
 struct Actor {
@@ -283,6 +300,12 @@ impl Actor {
             return Err(err);
         }
         self.subscribe.negotiated().await;
+        for sub in &mut self.subscriptions {
+            if sub.stage == Stage::Offered {
+                sub.stage = Stage::Live;
+                sub.receiver.attach(Arc::clone(&sub.down_track.queue));
+            }
+        }
         if self.subscribe.connected {
             self.request_fresh_keyframes();
         }
@@ -340,7 +363,7 @@ impl Actor {
         };
         let (queue, rx) = DownTrackQueue::new(self.id);
         let down_track = DownTrack::start(
-            Arc::clone(&queue),
+            queue,
             rx,
             local,
             ssrc,
@@ -348,7 +371,6 @@ impl Actor {
             Arc::clone(&receiver),
             Arc::clone(&self.shared.counters),
         );
-        receiver.attach(queue);
         let _ = self.events.send(ParticipantEvent::TrackPublished {
             publisher: receiver.publisher,
             track_id: receiver.track_id.clone(),
@@ -358,6 +380,7 @@ impl Actor {
             receiver,
             down_track,
             fresh: true,
+            stage: Stage::Added,
         });
         self.negotiation.changed();
     }
@@ -391,6 +414,11 @@ impl Actor {
         match self.subscribe.pc.offer().await {
             Ok(sdp) => {
                 self.negotiation.offer_sent();
+                for sub in &mut self.subscriptions {
+                    if sub.stage == Stage::Added {
+                        sub.stage = Stage::Offered;
+                    }
+                }
                 if !self.subscribe.connected && self.subscribe.deadline.is_none() {
                     self.subscribe.deadline = Some(Instant::now() + self.subscribe.connect_timeout);
                 }
@@ -467,9 +495,10 @@ impl Actor {
         self.published.push((receiver, task));
     }
 
+    /// Asks the publisher of every newly live down track for a keyframe.
     fn request_fresh_keyframes(&mut self) {
         for sub in &mut self.subscriptions {
-            if sub.fresh {
+            if sub.fresh && sub.stage == Stage::Live {
                 sub.fresh = false;
                 sub.receiver.request_keyframe();
             }

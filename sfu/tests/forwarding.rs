@@ -53,8 +53,8 @@ use sfu::{
     IceCandidate, ParticipantEvent, ParticipantHandle, ParticipantId, PcKind, Sfu, SfuConfig,
     TrackKind,
 };
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -77,11 +77,13 @@ const WAIT: Duration = Duration::from_secs(20);
 // ---------------------------------------------------------------------------------------
 
 /// Marks inbound PLI/FIR for the application (webrtc-rs 0.21 delivers no inbound RTCP to
-/// the application otherwise).
+/// the application otherwise), and notes the SSRC of every RTP packet that reaches the
+/// connection, whether or not a negotiated track claims it.
 #[derive(Default)]
 struct KeyframeTap {
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
+    rtp_in: Arc<Mutex<BTreeSet<u32>>>,
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeTap {
@@ -92,6 +94,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeTap {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtp(rtp) = &msg.message.packet
+            && let Ok(mut ssrcs) = self.rtp_in.lock()
+        {
+            ssrcs.insert(rtp.header.ssrc);
+        }
         if let Packet::Rtcp(packets) = &mut msg.message.packet {
             packets.retain(|p| {
                 p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>()
@@ -240,6 +247,8 @@ impl PeerConnectionEventHandler for ClientHandler {
 
 struct ClientPc {
     pc: Arc<dyn PeerConnection>,
+    /// SSRCs of the RTP that reached this connection (see [`KeyframeTap`]).
+    rtp_in: Arc<Mutex<BTreeSet<u32>>>,
     gathered: watch::Receiver<bool>,
     connected: watch::Receiver<bool>,
 }
@@ -272,9 +281,16 @@ async fn client_pc(
             None,
         )
         .unwrap();
+    let rtp_in = Arc::new(Mutex::new(BTreeSet::new()));
     let registry = register_default_interceptors(Registry::new(), &mut engine)
         .unwrap()
-        .with(Slot::Custom(14_000), KeyframeTap::default());
+        .with(
+            Slot::Custom(14_000),
+            KeyframeTap {
+                rtp_in: Arc::clone(&rtp_in),
+                ..KeyframeTap::default()
+            },
+        );
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
         .with_include_loopback_candidate(true)
@@ -299,6 +315,7 @@ async fn client_pc(
         .unwrap();
     ClientPc {
         pc: Arc::new(pc),
+        rtp_in,
         gathered,
         connected,
     }
@@ -328,6 +345,8 @@ struct Peer {
     log: Arc<Mutex<Vec<ParticipantEvent>>>,
     /// Subscribe answers the SFU refused.
     answer_errors: Arc<AtomicU64>,
+    /// While set, the signaling stand-in holds subscribe offers unanswered.
+    hold_answers: Arc<AtomicBool>,
     subscribe: Arc<ClientPc>,
     publish: Option<Arc<ClientPc>>,
     audio: Option<Published>,
@@ -340,6 +359,7 @@ async fn join(sfu: &Sfu, room: &str, id: ParticipantId) -> Peer {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let log = Arc::new(Mutex::new(Vec::new()));
     let answer_errors = Arc::new(AtomicU64::new(0));
+    let hold_answers = Arc::new(AtomicBool::new(false));
 
     let (sub_cand_tx, mut sub_cand_rx) = mpsc::unbounded_channel();
     let subscribe = Arc::new(client_pc(Arc::clone(&seen), sub_cand_tx).await);
@@ -358,10 +378,14 @@ async fn join(sfu: &Sfu, room: &str, id: ParticipantId) -> Peer {
         let subscribe = Arc::clone(&subscribe);
         let log = Arc::clone(&log);
         let answer_errors = Arc::clone(&answer_errors);
+        let hold = Arc::clone(&hold_answers);
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
                 match &event {
                     ParticipantEvent::SubscribeOffer { sdp } => {
+                        while hold.load(Ordering::Relaxed) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
                         let answered = answer_offer(&subscribe, &handle, sdp).await;
                         answer_errors.fetch_add(u64::from(answered.is_err()), Ordering::Relaxed);
                     }
@@ -393,6 +417,7 @@ async fn join(sfu: &Sfu, room: &str, id: ParticipantId) -> Peer {
         seen,
         log,
         answer_errors,
+        hold_answers,
         subscribe,
         publish: None,
         audio: None,
@@ -884,4 +909,42 @@ async fn load_4x4() {
         peer.stop().await;
     }
     assert_eq!(lost, 0, "loss on loopback");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_track_flows_only_after_the_subscriber_answered_its_offer() {
+    let sfu = Sfu::new(config(47120..=47139)).expect("sfu");
+    let mut c = join(&sfu, "room", 3).await;
+    c.publish(20, 1).await;
+    let mut b = join(&sfu, "room", 2).await;
+    eventually("b receives c", || b.intact(3, 1) > 5).await;
+    let before = b.subscribe.rtp_in.lock().unwrap().clone();
+
+    // b sits on the offer that adds a's tracks, as a busy browser may for a while.
+    b.hold_answers.store(true, Ordering::Relaxed);
+    let mut a = join(&sfu, "room", 1).await;
+    a.publish(20, 1).await;
+    eventually("the SFU adds a track of a's to b's subscription", || {
+        // (Later events queue behind the offer b holds.)
+        b.events()
+            .iter()
+            .any(|e| matches!(e, ParticipantEvent::TrackPublished { publisher: 1, .. }))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        *b.subscribe.rtp_in.lock().unwrap(),
+        before,
+        "no RTP on a new SSRC before the answer (Firefox mis-routes SSRCs it was not offered)"
+    );
+
+    b.hold_answers.store(false, Ordering::Relaxed);
+    eventually("b receives a's audio and video once it answered", || {
+        b.intact(1, 0) > 5 && b.intact(1, 1) > 5
+    })
+    .await;
+    assert_eq!(b.answer_errors.load(Ordering::Relaxed), 0);
+    for peer in [&mut a, &mut b, &mut c] {
+        peer.stop().await;
+    }
 }

@@ -27,6 +27,26 @@ async function allDecoding(pages) {
   return true;
 }
 
+/** What each page knows and receives, for a failure message. */
+async function describe(pages) {
+  const lines = [];
+  for (const [i, page] of pages.entries()) {
+    const st = await stats(page).catch((e) => ({ error: e.message }));
+    const rtc = await rtcStats(page).catch(() => null);
+    const video = (rtc?.inbound ?? [])
+      .filter((s) => s.kind === 'video')
+      .map((s) => `${s.participant}:pkts=${s.packetsReceived},frames=${s.framesReceived},decoded=${s.framesDecoded},key=${s.keyFramesDecoded}`);
+    const e2ee = Object.entries(st?.participants ?? {}).map(
+      ([id, p]) => `${id}:${p.state},video dec=${p.video?.decrypted} drop=${p.video?.dropped} ${JSON.stringify(p.droppedByReason)}`,
+    );
+    lines.push(
+      `page ${i}: id=${st?.ownId} connection=${st?.connection} epoch=${st?.epoch} paused=${st?.paused ?? null} mismatch=${st?.rosterMismatch ?? null} ` +
+        `pcs=${rtc?.publishState}/${rtc?.subscribeState} video in [${video.join(' ')}] e2ee [${e2ee.join('; ')}] out ${JSON.stringify(rtc?.outbound)} sub ${rtc?.subscribeSignaling} ${JSON.stringify(rtc?.subscribeTransceivers)} ${JSON.stringify(rtc?.subscribeSections)}`,
+    );
+  }
+  return lines.join('\n');
+}
+
 test('a server restart on the same port: everyone back and decoding within 10 s', { timeout: 150_000 }, async (t) => {
   const [chromium, firefox] = await Promise.all([launchChromium(t), launchFirefox(t)]);
   const server = await startServer(t, { name: 'restart' });
@@ -35,6 +55,11 @@ test('a server restart on the same port: everyone back and decoding within 10 s'
     await (await chromium.createBrowserContext()).newPage(),
     await firefox.newPage(),
   ];
+  for (const page of pages) {
+    page.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warn') console.log(`console ${m.type()}: ${m.text()}`);
+    });
+  }
   const link = await newMeetingLink(pages[0], server.url);
   for (const [i, page] of pages.entries()) await joinMeeting(page, link, ['Ann', 'Ben', 'Fay'][i]);
   await waitFor(() => allDecoding(pages), { timeoutMs: 30_000, message: 'everyone to decode everyone' });
@@ -45,7 +70,11 @@ test('a server restart on the same port: everyone back and decoding within 10 s'
   const again = await startServer(t, { name: 'restart-again', port: server.port });
   assert.equal(again.port, server.port);
   const serverBackMs = Date.now() - restartedAt;
-  await waitFor(() => allDecoding(pages), { timeoutMs: 10_000, intervalMs: 100, message: 'everyone back and decoding' });
+  try {
+    await waitFor(() => allDecoding(pages), { timeoutMs: 10_000, intervalMs: 100, message: 'everyone back and decoding' });
+  } catch (error) {
+    throw new Error(`${error.message}\n${await describe(pages)}`);
+  }
   const backMs = Date.now() - restartedAt;
   bench('server_restart_to_all_decoding_ms', backMs);
   console.log(`server answered again after ${serverBackMs} ms; everyone decoding after ${backMs} ms`);

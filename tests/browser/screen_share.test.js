@@ -36,7 +36,20 @@ async function seesPattern(viewer, presenter, label) {
       const v = document.querySelector(sel);
       return JSON.stringify({ found: !!v, rs: v?.readyState, w: v?.videoWidth, all: [...document.querySelectorAll('video')].map((x) => [x.dataset.screen, x.dataset.participant, x.readyState]) });
     }, selector);
-    throw new Error(`${error.message}; last sample ${JSON.stringify(last)} ${probe}`);
+    const presenterId = await idOf(presenter).catch(() => null);
+    const rtc = await rtcStats(viewer).catch(() => null);
+    const e2ee = await stats(viewer).catch(() => null);
+    const sent = await rtcStats(presenter).catch(() => null);
+    const detail = JSON.stringify({
+      inbound: (rtc?.inbound ?? []).filter((s) => s.participant === presenterId),
+      remote: e2ee?.remote?.[String(presenterId)],
+      e2ee: e2ee?.participants?.[String(presenterId)],
+      presenterOutbound: sent?.outbound,
+      transceivers: rtc?.subscribeTransceivers,
+      signaling: rtc?.subscribeSignaling,
+      sections: rtc?.subscribeSections,
+    });
+    throw new Error(`${error.message}; last sample ${JSON.stringify(last)} ${probe} ${detail}`);
   }
   return last;
 }
@@ -67,6 +80,9 @@ test('screen sharing: decoded pixels, presenter layout, late joiner, two present
   for (const page of [ann, fay, cleo]) {
     await page.setViewport({ width: 1280, height: 720 });
     page.on('pageerror', (e) => console.log(`page error: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warn') console.log(`console ${m.type()}: ${m.text()}`);
+    });
   }
   await shareThisTab(ann, 'chromium');
   await shareThisTab(fay, 'firefox');

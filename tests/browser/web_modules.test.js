@@ -31,7 +31,7 @@ import { missingFeatures } from '../../web/js/support.js';
 import { decodeChatMessage, encodeChatMessage, MAX_CHAT_PLAINTEXT, undecryptableText } from '../../web/js/chat.js';
 import { chooseStage, gridShape, pageCount, pageItems, PAGE_SIZE, SpeakerTracker } from '../../web/js/layout.js';
 import { RECONNECT_MAX_DELAY_MS, reconnectDelay } from '../../web/js/reconnect.js';
-import { msidsByMid } from '../../web/js/sdp.js';
+import { msidsByMid, sectionSummary } from '../../web/js/sdp.js';
 
 test('room ids are random, valid and of the promised length', () => {
   const ids = new Set();
@@ -374,6 +374,16 @@ test('tracks are named by the msid of their media section', () => {
   const msids = msidsByMid(sdp);
   assert.deepEqual([...msids.keys()], ['0', '1']);
   assert.deepEqual(msids.get('1'), { stream: '7', track: '{cam-uuid}' });
+});
+
+test('media sections are summarised as mid, kind, direction and SSRCs', () => {
+  const sdp = [
+    'v=0', 's=-',
+    'm=audio 9 UDP/TLS/RTP/SAVPF 111', 'a=mid:0', 'a=sendonly', 'a=ssrc:11 cname:x', 'a=ssrc:11 msid:7 a',
+    'm=video 9 UDP/TLS/RTP/SAVPF 96', 'a=mid:1', 'a=recvonly', '',
+  ].join('\r\n');
+  assert.deepEqual(sectionSummary(sdp), ['0 audio sendonly 11', '1 video recvonly ']);
+  assert.deepEqual(sectionSummary(undefined), []);
 });
 
 test('reconnect delays grow, stay capped and are spread', () => {

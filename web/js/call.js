@@ -16,7 +16,7 @@
 import { applyCodecPreferences } from './codecs.js';
 import { failureMessage, peerPath } from './connection-info.js';
 import { MediaWatchdog } from './reconnect.js';
-import { msidsByMid } from './sdp.js';
+import { msidsByMid, sectionSummary } from './sdp.js';
 import { decodeBase64Url, encodeBase64Url } from './secret.js';
 import { PROTOCOL_VERSION, SignalingClient, signalingUrl } from './signaling.js';
 
@@ -230,7 +230,10 @@ export class Call {
     return true;
   }
 
-  /** WebRTC statistics per remote participant and kind, for the status panel and tests. */
+  /**
+   * WebRTC statistics per remote participant and kind, for the status panel and tests,
+   * with the subscribe connection's negotiated sections for diagnostics.
+   */
   async rtcStats() {
     const inbound = [];
     for (const [transceiver, info] of this.#receivers) {
@@ -270,8 +273,21 @@ export class Call {
         });
       }
     }
+    const transceivers = (this.#subscribe?.pc.getTransceivers() ?? []).map((t) => ({
+      mid: t.mid,
+      direction: t.direction,
+      currentDirection: t.currentDirection,
+      kind: t.receiver.track?.kind,
+      participant: this.#receivers.get(t)?.participant ?? null,
+    }));
     return {
       publishOffers: this.#publishOffers,
+      subscribeTransceivers: transceivers,
+      subscribeSignaling: this.#subscribe?.pc.signalingState ?? 'none',
+      subscribeSections: {
+        offer: sectionSummary(this.#subscribe?.pc.currentRemoteDescription?.sdp),
+        answer: sectionSummary(this.#subscribe?.pc.currentLocalDescription?.sdp),
+      },
       publishState: this.#publish?.pc.connectionState ?? 'none',
       subscribeState: this.#subscribe?.pc.connectionState ?? 'none',
       path: await this.mediaPaths(),

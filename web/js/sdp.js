@@ -27,3 +27,17 @@ export function msidsByMid(sdp) {
   }
   return result;
 }
+
+/** One line per media section: "mid kind direction ssrcs", for diagnostics. */
+export function sectionSummary(sdp) {
+  return (sdp ?? '')
+    .split(/\r?\nm=/)
+    .slice(1)
+    .map((section) => {
+      const lines = section.split(/\r?\n/);
+      const mid = lines.find((l) => l.startsWith('a=mid:'))?.slice(6) ?? '?';
+      const dir = lines.find((l) => /^a=(sendrecv|sendonly|recvonly|inactive)$/.test(l))?.slice(2) ?? '?';
+      const ssrcs = [...new Set(lines.filter((l) => l.startsWith('a=ssrc:')).map((l) => l.split(/[: ]/)[1]))];
+      return `${mid} ${lines[0].split(' ')[0]} ${dir} ${ssrcs.join(',')}`;
+    });
+}
