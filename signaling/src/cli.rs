@@ -426,20 +426,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn serve_is_the_default_and_flags_map_to_config() {
-        let cli = Cli::try_parse_from(["sealed", "--listen", "127.0.0.1:9000", "--max-rooms", "7"])
-            .unwrap();
+    /// The serve configuration that `args` (argv, program name first) make.
+    fn config_of(args: &[&str]) -> anyhow::Result<Config> {
+        let cli = Cli::try_parse_from(args.iter().copied()).map_err(anyhow::Error::from)?;
         let Command::Serve(args) = cli.into_command() else {
             panic!("expected serve");
         };
-        let config = args.into_config().unwrap();
+        args.into_config()
+    }
+
+    #[test]
+    fn serve_is_the_default_and_flags_map_to_config() {
+        let config =
+            config_of(&["sealed", "--listen", "127.0.0.1:9000", "--max-rooms", "7"]).unwrap();
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.limits.max_rooms, 7);
         assert_eq!(config.origins, OriginPolicy::SameHost);
         assert!(config.auth_secret.is_none());
 
-        let cli = Cli::try_parse_from([
+        let config = config_of(&[
             "sealed",
             "serve",
             "--udp-ports",
@@ -452,10 +457,6 @@ mod tests {
             "0123456789abcdef0123456789abcdef",
         ])
         .unwrap();
-        let Command::Serve(args) = cli.into_command() else {
-            panic!("expected serve");
-        };
-        let config = args.into_config().unwrap();
         assert_eq!(config.sfu.udp_ports, 50000..=50009);
         assert_eq!(config.sfu.public_ip, Some("203.0.113.5".parse().unwrap()));
         assert_eq!(
@@ -464,7 +465,7 @@ mod tests {
         );
         assert!(config.auth_secret.is_some());
 
-        let cli = Cli::try_parse_from([
+        let config = config_of(&[
             "sealed",
             "--trusted-proxies",
             "127.0.0.1,10.0.0.0/8",
@@ -474,10 +475,6 @@ mod tests {
             "77",
         ])
         .unwrap();
-        let Command::Serve(args) = cli.into_command() else {
-            panic!("expected serve");
-        };
-        let config = args.into_config().unwrap();
         assert!(config.trusted_proxies.contains("10.9.8.7".parse().unwrap()));
         assert!(!config.trusted_proxies.contains("11.0.0.1".parse().unwrap()));
         assert_eq!(config.limits.max_connections_per_address, 9);
@@ -487,14 +484,6 @@ mod tests {
             Limits::default().header_timeout
         );
         assert!(Cli::try_parse_from(["sealed", "--trusted-proxies", "x"]).is_err());
-    }
-
-    fn config_of(args: &[&str]) -> anyhow::Result<Config> {
-        let cli = Cli::try_parse_from(args.iter().copied()).map_err(anyhow::Error::from)?;
-        let Command::Serve(args) = cli.into_command() else {
-            panic!("expected serve");
-        };
-        args.into_config()
     }
 
     #[test]
@@ -599,11 +588,7 @@ mod tests {
 
     #[test]
     fn weak_secrets_are_refused_at_startup() {
-        let cli = Cli::try_parse_from(["sealed", "--auth-secret", "short"]).unwrap();
-        let Command::Serve(args) = cli.into_command() else {
-            panic!("expected serve");
-        };
-        assert!(args.into_config().is_err());
+        assert!(config_of(&["sealed", "--auth-secret", "short"]).is_err());
     }
 
     #[test]

@@ -273,16 +273,26 @@ pub async fn tcp_from(server: &ServerHandle, from: &str) -> TcpStream {
 /// A minimal HTTP/1.1 GET: returns status, lower-cased headers and body.
 pub async fn http_get(server: &ServerHandle, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        server.local_addr()
-    );
+    http_get_over(&mut stream, &server.local_addr().to_string(), path).await
+}
+
+/// `GET path` with `Host: host` over any stream (plain TCP or TLS); returns status,
+/// lower-cased headers and body. A TLS peer that closes without close_notify ends the
+/// read like a TCP close does.
+pub async fn http_get_over<S>(
+    stream: &mut S,
+    host: &str,
+    path: &str,
+) -> (u16, Vec<(String, String)>, Vec<u8>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
-    tokio::time::timeout(STEP, stream.read_to_end(&mut raw))
+    let _ = tokio::time::timeout(STEP, stream.read_to_end(&mut raw))
         .await
-        .expect("HTTP timeout")
-        .unwrap();
+        .expect("HTTP timeout");
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -22,7 +22,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{join_msg, start};
+use crate::support::{header, http_get_over, join_msg, start};
 
 /// Accepts any certificate (these tests check *which* one is served) and remembers
 /// the last one presented.
@@ -99,40 +99,6 @@ async fn tls_connect(addr: SocketAddr, presented: &Arc<Presented>) -> TlsStream<
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .expect("TLS handshake")
-}
-
-/// `GET path` over a stream; returns status, lower-cased headers and body.
-async fn get<S>(stream: &mut S, host: &str, path: &str) -> (u16, Vec<(String, String)>, String)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw)).await;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP head");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, body.to_owned())
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
 }
 
 fn fingerprint(der: &[u8]) -> String {
@@ -215,7 +181,7 @@ async fn https_and_wss_serve_the_meeting_with_hsts_only_for_a_real_certificate()
         assert!(server.http_url().starts_with("https://"));
         let presented = Arc::new(Presented::default());
         let mut tls = tls_connect(server.local_addr(), &presented).await;
-        let (status, headers, _) = get(&mut tls, "localhost", "/healthz").await;
+        let (status, headers, _) = http_get_over(&mut tls, "localhost", "/healthz").await;
         assert_eq!(status, 200);
         assert_eq!(
             header(&headers, "strict-transport-security").is_some(),
@@ -307,9 +273,12 @@ async fn a_stalled_handshake_holds_a_connection_slot_until_the_header_timeout() 
     // The cap is reached: the next client gets the health-only server, over TLS.
     let presented = Arc::new(Presented::default());
     let mut full = tls_connect(server.local_addr(), &presented).await;
-    assert_eq!(get(&mut full, "localhost", "/").await.0, 503);
+    assert_eq!(http_get_over(&mut full, "localhost", "/").await.0, 503);
     let mut health = tls_connect(server.local_addr(), &presented).await;
-    assert_eq!(get(&mut health, "localhost", "/healthz").await.0, 200);
+    assert_eq!(
+        http_get_over(&mut health, "localhost", "/healthz").await.0,
+        200
+    );
 
     // The silent one is closed by the timeout, which frees the slot.
     let mut buf = [0u8; 1];
@@ -317,7 +286,7 @@ async fn a_stalled_handshake_holds_a_connection_slot_until_the_header_timeout() 
     assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut now = tls_connect(server.local_addr(), &presented).await;
-    assert_eq!(get(&mut now, "localhost", "/").await.0, 200);
+    assert_eq!(http_get_over(&mut now, "localhost", "/").await.0, 200);
 }
 
 #[tokio::test]
@@ -336,7 +305,7 @@ async fn plain_http_is_redirected_to_https() {
     let https_port = server.local_addr().port();
     let _handle = server.spawn();
     let mut plain = TcpStream::connect(redirect).await.unwrap();
-    let (status, headers, _) = get(
+    let (status, headers, _) = http_get_over(
         &mut plain,
         &format!("127.0.0.1:{}", redirect.port()),
         "/m/standup?token=x",
@@ -348,7 +317,10 @@ async fn plain_http_is_redirected_to_https() {
         Some(format!("https://127.0.0.1:{https_port}/m/standup?token=x").as_str())
     );
     let mut hostile = TcpStream::connect(redirect).await.unwrap();
-    assert_eq!(get(&mut hostile, "evil.example/x?", "/").await.0, 400);
+    assert_eq!(
+        http_get_over(&mut hostile, "evil.example/x?", "/").await.0,
+        400
+    );
 }
 
 #[tokio::test]
@@ -449,7 +421,10 @@ async fn sighup_reloads_the_certificate_of_the_running_binary() {
         let after = Arc::new(Presented::default());
         let mut tls = tls_connect(addr, &after).await;
         if shown(&after) != shown(&before) {
-            assert_eq!(get(&mut tls, "localhost", "/healthz").await.0, 200);
+            assert_eq!(
+                http_get_over(&mut tls, "localhost", "/healthz").await.0,
+                200
+            );
             renewed = Some(());
             break;
         }
