@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { launchChromium, launchFirefox } from './lib/browsers.js';
-import { bench, inbound, joinMeeting, newMeetingLink, rtcStats, screenshot, stats, waitFor } from './lib/meeting.js';
+import { bench, echoConsole, inbound, joinMeeting, newMeetingLink, rtcStats, screenshot, stats, waitFor } from './lib/meeting.js';
 import { startServer } from './lib/server.js';
 
 /** True when every page is joined and decodes video from every other page's current id. */
@@ -55,11 +55,7 @@ test('a server restart on the same port: everyone back and decoding within 10 s'
     await (await chromium.createBrowserContext()).newPage(),
     await firefox.newPage(),
   ];
-  for (const page of pages) {
-    page.on('console', (m) => {
-      if (m.type() === 'error' || m.type() === 'warn') console.log(`console ${m.type()}: ${m.text()}`);
-    });
-  }
+  for (const [i, page] of pages.entries()) echoConsole(page, ['Ann', 'Ben', 'Fay'][i]);
   const link = await newMeetingLink(pages[0], server.url);
   for (const [i, page] of pages.entries()) await joinMeeting(page, link, ['Ann', 'Ben', 'Fay'][i]);
   await waitFor(() => allDecoding(pages), { timeoutMs: 30_000, message: 'everyone to decode everyone' });

@@ -10,7 +10,7 @@ import { test } from 'node:test';
 
 import { grantMedia, launchChromium, launchFirefox } from './lib/browsers.js';
 import { hidePattern, matchesPattern, sampleQuadrants, shareThisTab, showPattern } from './lib/capture.js';
-import { joinMeeting, newMeetingLink, rtcStats, screenshot, stats, waitFor } from './lib/meeting.js';
+import { echoConsole, joinMeeting, newMeetingLink, rtcStats, screenshot, stats, waitFor } from './lib/meeting.js';
 import { startServer } from './lib/server.js';
 
 const stageOf = async (page) => (await stats(page)).layout.stage;
@@ -79,11 +79,8 @@ test('screen sharing: decoded pixels, presenter layout, late joiner, two present
   const cleo = await chromiumPage(); // joins mid-share
   for (const page of [ann, fay, cleo]) {
     await page.setViewport({ width: 1280, height: 720 });
-    page.on('pageerror', (e) => console.log(`page error: ${e.message}`));
-    page.on('console', (m) => {
-      if (m.type() === 'error' || m.type() === 'warn') console.log(`console ${m.type()}: ${m.text()}`);
-    });
   }
+  for (const [page, label] of [[ann, 'Ann'], [fay, 'Fay'], [cleo, 'Cleo']]) echoConsole(page, label);
   await shareThisTab(ann, 'chromium');
   await shareThisTab(fay, 'firefox');
 

@@ -13,10 +13,10 @@
  */
 export function msidsByMid(sdp) {
   const result = new Map();
-  for (const section of (sdp ?? '').split(/\r?\nm=/).slice(1)) {
+  for (const lines of mediaSections(sdp)) {
     let mid = null;
     let msid = null;
-    for (const line of section.split(/\r?\n/)) {
+    for (const line of lines) {
       if (line.startsWith('a=mid:')) mid = line.slice('a=mid:'.length).trim();
       else if (line.startsWith('a=msid:') && msid === null) {
         const [stream, track] = line.slice('a=msid:'.length).trim().split(/\s+/);
@@ -30,14 +30,18 @@ export function msidsByMid(sdp) {
 
 /** One line per media section: "mid kind direction ssrcs", for diagnostics. */
 export function sectionSummary(sdp) {
+  return mediaSections(sdp).map((lines) => {
+    const mid = lines.find((l) => l.startsWith('a=mid:'))?.slice(6) ?? '?';
+    const dir = lines.find((l) => /^a=(sendrecv|sendonly|recvonly|inactive)$/.test(l))?.slice(2) ?? '?';
+    const ssrcs = [...new Set(lines.filter((l) => l.startsWith('a=ssrc:')).map((l) => l.split(/[: ]/)[1]))];
+    return `${mid} ${lines[0].split(' ')[0]} ${dir} ${ssrcs.join(',')}`;
+  });
+}
+
+/** The lines of each media section of `sdp`, the first being its m-line without "m=". */
+function mediaSections(sdp) {
   return (sdp ?? '')
     .split(/\r?\nm=/)
     .slice(1)
-    .map((section) => {
-      const lines = section.split(/\r?\n/);
-      const mid = lines.find((l) => l.startsWith('a=mid:'))?.slice(6) ?? '?';
-      const dir = lines.find((l) => /^a=(sendrecv|sendonly|recvonly|inactive)$/.test(l))?.slice(2) ?? '?';
-      const ssrcs = [...new Set(lines.filter((l) => l.startsWith('a=ssrc:')).map((l) => l.split(/[: ]/)[1]))];
-      return `${mid} ${lines[0].split(' ')[0]} ${dir} ${ssrcs.join(',')}`;
-    });
+    .map((section) => section.split(/\r?\n/));
 }

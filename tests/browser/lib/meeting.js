@@ -61,6 +61,14 @@ export async function joinMeeting(page, link, name, { mic = true, camera = true 
   await waitFor(async () => (await stats(page))?.ownId != null, { message: `${name} to be welcomed` });
 }
 
+/** Prints `page`'s uncaught errors, console warnings and errors, prefixed with `label`. */
+export function echoConsole(page, label) {
+  page.on('pageerror', (e) => console.log(`${label} page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warn') console.log(`${label} console ${m.type()}: ${m.text()}`);
+  });
+}
+
 /** The page's E2EE status (`window.sealedStats()`). */
 export function stats(page) {
   return page.evaluate(() => window.sealedStats());

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 
-import { decrypted, inbound, joinMeeting, newMeetingLink, rtcStats, sleep, stats, waitFor } from './meeting.js';
+import { decrypted, echoConsole, inbound, joinMeeting, newMeetingLink, rtcStats, sleep, stats, waitFor } from './meeting.js';
 
 /**
  * Opens a page in each browser, joins both into a new meeting on `url` and checks
@@ -15,10 +15,8 @@ export async function meetAcrossBrowsers(chromium, firefox, url) {
   const c = await chromium.newPage();
   const f = await firefox.newPage();
   for (const page of [c, f]) await page.setViewport({ width: 1280, height: 720 });
-  for (const page of [c, f]) page.on('pageerror', (e) => console.log(`page error: ${e.message}`));
-  f.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warn') console.log(`firefox console ${m.type()}: ${m.text()}`);
-  });
+  echoConsole(c, 'chromium');
+  echoConsole(f, 'firefox');
 
   const link = await newMeetingLink(c, url);
   await joinMeeting(c, link, 'Chromium user');
