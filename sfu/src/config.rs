@@ -17,6 +17,9 @@ pub struct SfuConfig {
     /// Minimum interval between keyframe requests (PLI) sent to one publisher's track.
     /// Default 500 ms.
     pub pli_min_interval: Duration,
+    /// How long a PeerConnection may take to connect after its first offer/answer before
+    /// the participant is closed and its media resources released. Default 15 s.
+    pub connect_timeout: Duration,
 }
 
 impl Default for SfuConfig {
@@ -26,6 +29,7 @@ impl Default for SfuConfig {
             udp_ports: 40000..=40999,
             public_ip: None,
             pli_min_interval: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(15),
         }
     }
 }

@@ -1,5 +1,12 @@
 //! Participants: two PeerConnections and the actor that owns them.
 //!
+//! A participant takes no media resources until it needs them: its publish PC (and its UDP
+//! port) is built by its client's first publish offer, its subscribe PC when there is a
+//! first track to send it. Participants that join and never start media hold nothing the
+//! next participant needs, and a PC that has not connected
+//! [`SfuConfig::connect_timeout`](crate::SfuConfig) after its first offer/answer ends the
+//! participant ([`ParticipantEvent::Closed`]), which releases everything.
+//!
 //! Every participant runs one actor task that owns its publish and subscribe PCs and does
 //! all their WebRTC work in order: the client's offers, answers and candidates (from
 //! [`ParticipantHandle`]), subscriptions the room asks for, and PC events (new tracks,
@@ -25,8 +32,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-/// A PC that is not connected this long after its first offer/answer is given up on.
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Remote candidates kept while a PC has no remote description yet.
 const MAX_PENDING_CANDIDATES: usize = 32;
 /// How long `leave()` waits for the actor to close its PCs.
@@ -131,10 +136,7 @@ pub(crate) struct Parts {
     pub room: Arc<Room>,
     pub member: Member,
     pub shared: Arc<Shared>,
-    pub publish: Pc,
-    pub subscribe: Pc,
     pub cmds: mpsc::UnboundedReceiver<Cmd>,
-    pub pc_events: mpsc::UnboundedReceiver<PcEvent>,
 }
 
 /// Starts the participant's actor and returns its handle.
@@ -146,21 +148,23 @@ pub(crate) fn spawn(parts: Parts) -> ParticipantHandle {
         left: Arc::clone(&parts.member.left),
         shared: Arc::clone(&parts.shared),
     };
-    let connect_timeout = parts.shared.connect_timeout;
+    let (pc_tx, pc_events) = mpsc::unbounded_channel();
     let actor = Actor {
         id: parts.id,
         room: parts.room,
         events: parts.member.events.clone(),
         shared: parts.shared,
-        publish: PcState::new(parts.publish, connect_timeout),
-        subscribe: PcState::new(parts.subscribe, connect_timeout),
+        pc_tx,
+        publish: None,
+        subscribe: None,
+        early_candidates: Vec::new(),
         negotiation: Negotiation::default(),
         subscriptions: Vec::new(),
         published: Vec::new(),
         audio_level_ext: None,
         closed_sent: false,
     };
-    tokio::spawn(actor.run(parts.cmds, parts.pc_events));
+    tokio::spawn(actor.run(parts.cmds, pc_events));
     handle
 }
 
@@ -212,14 +216,18 @@ struct Subscription {
 ///
 /// Media flows only once the subscriber has answered an offer naming the track: webrtc-rs
 /// sends on a sender from the moment it is added, and Firefox mis-routes RTP that reaches
-/// it before the offer announcing its SSRC (it never decodes that track afterwards).
+/// it before the offer announcing its SSRC (it never decodes that track afterwards). And
+/// only once the subscribe PC is connected: before DTLS has given it SRTP keys, webrtc-rs
+/// drops every packet with a warning (a log line per forwarded packet).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
     /// Not in any offer yet.
     Added,
     /// In the offer that waits for its answer.
     Offered,
-    /// Answered: attached to the publisher's fan-out.
+    /// Answered, waiting for the subscribe PC to connect.
+    Answered,
+    /// Answered and connected: attached to the publisher's fan-out.
     Live,
 }
 
@@ -228,8 +236,14 @@ struct Actor {
     room: Arc<Room>,
     events: mpsc::UnboundedSender<ParticipantEvent>,
     shared: Arc<Shared>,
-    publish: PcState,
-    subscribe: PcState,
+    /// Handed to each PC built, for its events.
+    pc_tx: mpsc::UnboundedSender<PcEvent>,
+    /// Built by the client's first publish offer.
+    publish: Option<PcState>,
+    /// Built when the first down track is added.
+    subscribe: Option<PcState>,
+    /// Client candidates for a PC that was not built yet.
+    early_candidates: Vec<(PcKind, IceCandidate)>,
     negotiation: Negotiation,
     subscriptions: Vec<Subscription>,
     published: Vec<(Arc<Receiver>, JoinHandle<()>)>,
@@ -285,37 +299,84 @@ impl Actor {
     async fn publish_offer(&mut self, sdp: &str) -> Result<String, SfuError> {
         // Read before applying: tracks announced by this offer may start right away.
         self.audio_level_ext = extmap_id(sdp, AUDIO_LEVEL_URI);
-        let answer = self.publish.pc.answer(sdp).await?;
-        self.publish.negotiated().await;
+        let publish = self.pc_state(PcKind::Publish).await?;
+        let answer = publish.pc.answer(sdp).await?;
+        publish.negotiated().await;
         Ok(answer)
     }
 
+    /// The PC of `kind`, built (taking a port) and handed the candidates that waited for
+    /// it on first use.
+    async fn pc_state(&mut self, kind: PcKind) -> Result<&mut PcState, SfuError> {
+        let slot = match kind {
+            PcKind::Publish => &mut self.publish,
+            PcKind::Subscribe => &mut self.subscribe,
+        };
+        if slot.is_none() {
+            let pc = self.shared.build_pc(kind, &self.pc_tx).await?;
+            let mut state = PcState::new(pc, self.shared.config.connect_timeout);
+            let (early, others) = std::mem::take(&mut self.early_candidates)
+                .into_iter()
+                .partition(|(k, _)| *k == kind);
+            self.early_candidates = others;
+            state.pending = early.into_iter().map(|(_, c)| c).collect();
+            tracing::debug!(participant = self.id, pc = ?kind, "PeerConnection built");
+            *slot = Some(state);
+        }
+        slot.as_mut()
+            .ok_or_else(|| SfuError::Rtc("PeerConnection missing".into()))
+    }
+
     async fn subscribe_answer(&mut self, sdp: &str) -> Result<(), SfuError> {
+        let Some(subscribe) = self.subscribe.as_mut() else {
+            return Err(SfuError::NoOfferOutstanding);
+        };
         self.negotiation
             .answered()
             .map_err(|_| SfuError::NoOfferOutstanding)?;
-        if let Err(err) = self.subscribe.pc.apply_answer(sdp).await {
+        if let Err(err) = subscribe.pc.apply_answer(sdp).await {
             // Our offer is still the one outstanding; the client may answer again.
             self.negotiation.answer_rejected();
             return Err(err);
         }
-        self.subscribe.negotiated().await;
+        subscribe.negotiated().await;
         for sub in &mut self.subscriptions {
             if sub.stage == Stage::Offered {
+                sub.stage = Stage::Answered;
+            }
+        }
+        self.go_live();
+        Ok(())
+    }
+
+    /// Once the subscribe PC is connected, attaches every answered down track to its
+    /// publisher's fan-out and asks for keyframes where a subscriber needs one.
+    fn go_live(&mut self) {
+        if !self.subscribe.as_ref().is_some_and(|s| s.connected) {
+            return;
+        }
+        for sub in &mut self.subscriptions {
+            if sub.stage == Stage::Answered {
                 sub.stage = Stage::Live;
                 sub.receiver.attach(Arc::clone(&sub.down_track.queue));
             }
         }
-        if self.subscribe.connected {
-            self.request_fresh_keyframes();
-        }
-        Ok(())
+        self.request_fresh_keyframes();
     }
 
     async fn candidate(&mut self, kind: PcKind, candidate: IceCandidate) -> Result<(), SfuError> {
-        let state = match kind {
+        let slot = match kind {
             PcKind::Publish => &mut self.publish,
             PcKind::Subscribe => &mut self.subscribe,
+        };
+        let Some(state) = slot else {
+            if self.early_candidates.len() >= MAX_PENDING_CANDIDATES {
+                return Err(SfuError::BadCandidate(
+                    "too many candidates before the offer".into(),
+                ));
+            }
+            self.early_candidates.push((kind, candidate));
+            return Ok(());
         };
         if state.has_remote {
             state.pc.add_candidate(candidate).await
@@ -338,9 +399,16 @@ impl Actor {
         {
             return;
         }
+        if let Err(err) = self.pc_state(PcKind::Subscribe).await {
+            tracing::warn!(participant = self.id, %err, "cannot build the subscribe connection");
+            self.report_closed(format!("cannot start media: {err}"));
+            return;
+        }
+        let Some(subscribe) = &self.subscribe else {
+            return;
+        };
         let ssrc = self.shared.next_ssrc();
-        let local = match self
-            .subscribe
+        let local = match subscribe
             .pc
             .add_down_track(
                 receiver.publisher.to_string(),
@@ -395,11 +463,8 @@ impl Actor {
         };
         let sub = self.subscriptions.swap_remove(index);
         receiver.detach(&sub.down_track.queue);
-        if let Err(err) = self
-            .subscribe
-            .pc
-            .remove_down_track(&sub.down_track.local)
-            .await
+        if let Some(subscribe) = &self.subscribe
+            && let Err(err) = subscribe.pc.remove_down_track(&sub.down_track.local).await
         {
             tracing::debug!(%err, "remove down track");
         }
@@ -411,7 +476,10 @@ impl Actor {
     }
 
     async fn send_offer(&mut self) {
-        match self.subscribe.pc.offer().await {
+        let Some(subscribe) = self.subscribe.as_mut() else {
+            return;
+        };
+        match subscribe.pc.offer().await {
             Ok(sdp) => {
                 self.negotiation.offer_sent();
                 for sub in &mut self.subscriptions {
@@ -419,8 +487,8 @@ impl Actor {
                         sub.stage = Stage::Offered;
                     }
                 }
-                if !self.subscribe.connected && self.subscribe.deadline.is_none() {
-                    self.subscribe.deadline = Some(Instant::now() + self.subscribe.connect_timeout);
+                if !subscribe.connected && subscribe.deadline.is_none() {
+                    subscribe.deadline = Some(Instant::now() + subscribe.connect_timeout);
                 }
                 let _ = self.events.send(ParticipantEvent::SubscribeOffer { sdp });
             }
@@ -432,31 +500,38 @@ impl Actor {
     }
 
     async fn on_pc_event(&mut self, event: PcEvent) {
+        let kind = match &event {
+            PcEvent::LocalCandidate(kind, _)
+            | PcEvent::Connected(kind)
+            | PcEvent::Failed(kind, _) => Some(*kind),
+            PcEvent::Track(_) => None,
+        };
+        let state = match kind {
+            Some(PcKind::Publish) => self.publish.as_mut(),
+            Some(PcKind::Subscribe) => self.subscribe.as_mut(),
+            None => None,
+        };
         match event {
             PcEvent::LocalCandidate(pc, candidate) => {
-                let state = match pc {
-                    PcKind::Publish => &self.publish,
-                    PcKind::Subscribe => &self.subscribe,
-                };
                 // Host candidates are gathered at once and put in the SDP; trickle only
                 // what the SDP could not carry (gathering outlived the wait).
-                if !state.pc.sdp_has_all_candidates() {
+                if state.is_some_and(|s| !s.pc.sdp_has_all_candidates()) {
                     let _ = self
                         .events
                         .send(ParticipantEvent::IceCandidate { pc, candidate });
                 }
             }
-            PcEvent::Connected(PcKind::Publish) => {
-                self.publish.connected = true;
-                self.publish.deadline = None;
-            }
-            PcEvent::Connected(PcKind::Subscribe) => {
-                self.subscribe.connected = true;
-                self.subscribe.deadline = None;
-                for sub in &mut self.subscriptions {
-                    sub.fresh = true;
+            PcEvent::Connected(kind) => {
+                if let Some(state) = state {
+                    state.connected = true;
+                    state.deadline = None;
                 }
-                self.request_fresh_keyframes();
+                if kind == PcKind::Subscribe {
+                    for sub in &mut self.subscriptions {
+                        sub.fresh = true;
+                    }
+                    self.go_live();
+                }
             }
             PcEvent::Failed(kind, reason) => {
                 tracing::debug!(participant = self.id, pc = ?kind, "PeerConnection failed");
@@ -508,8 +583,14 @@ impl Actor {
     fn check_deadlines(&mut self) {
         let now = Instant::now();
         let expired = [
-            (PcKind::Publish, self.publish.deadline),
-            (PcKind::Subscribe, self.subscribe.deadline),
+            (
+                PcKind::Publish,
+                self.publish.as_ref().and_then(|s| s.deadline),
+            ),
+            (
+                PcKind::Subscribe,
+                self.subscribe.as_ref().and_then(|s| s.deadline),
+            ),
         ]
         .into_iter()
         .find(|(_, deadline)| deadline.is_some_and(|d| now >= d));
@@ -523,8 +604,12 @@ impl Actor {
             return;
         }
         self.closed_sent = true;
-        self.publish.deadline = None;
-        self.subscribe.deadline = None;
+        for state in [&mut self.publish, &mut self.subscribe]
+            .into_iter()
+            .flatten()
+        {
+            state.deadline = None;
+        }
         tracing::info!(participant = self.id, %reason, "participant connection closed");
         let _ = self.events.send(ParticipantEvent::Closed { reason });
     }
@@ -537,7 +622,11 @@ impl Actor {
         for sub in self.subscriptions.drain(..) {
             sub.receiver.detach(&sub.down_track.queue);
         }
-        self.publish.pc.close().await;
-        self.subscribe.pc.close().await;
+        for state in [self.publish.take(), self.subscribe.take()]
+            .into_iter()
+            .flatten()
+        {
+            state.pc.close().await;
+        }
     }
 }

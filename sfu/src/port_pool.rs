@@ -2,9 +2,10 @@
 //! returned when the connection is gone.
 //!
 //! webrtc-rs 0.21 binds one socket per PeerConnection (it has no single-port UDP mux), so
-//! the range bounds how many connections the SFU can hold: two per participant. A lease is
-//! a value ([`PortLease`]); dropping it returns the port. When a mux arrives, the pool
-//! becomes one shared socket and leases become cheap tokens — callers do not change.
+//! the range bounds how many connections the SFU can hold: two per participant with media
+//! (taken when media starts, not at join). A lease is a value ([`PortLease`]); dropping it
+//! returns the port. When a mux arrives, the pool becomes one shared socket and leases
+//! become cheap tokens — callers do not change.
 
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;

@@ -275,6 +275,10 @@ impl Pc {
     }
 
     /// Applies the client's offer and returns our answer (with our candidates in it).
+    ///
+    /// Every step up to applying our answer depends on what the client offered, so a
+    /// failure is the client's [`SfuError::BadSdp`]; the offer is then rolled back, and the
+    /// connection is as it was before it (a later, valid offer works).
     pub async fn answer(&self, offer_sdp: &str) -> Result<String, SfuError> {
         let offer = RTCSessionDescription::offer(offer_sdp.to_owned())
             .map_err(|e| SfuError::BadSdp(e.to_string()))?;
@@ -282,16 +286,26 @@ impl Pc {
             .set_remote_description(offer)
             .await
             .map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        let answer = self
-            .pc
-            .create_answer(None)
-            .await
-            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        self.pc
-            .set_local_description(answer)
-            .await
-            .map_err(|e| rtc_err("set local answer", e))?;
+        let answered = match self.pc.create_answer(None).await {
+            Ok(answer) => self.pc.set_local_description(answer).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = answered {
+            self.roll_back_offer().await;
+            return Err(SfuError::BadSdp(format!("cannot answer this offer: {err}")));
+        }
         self.local_sdp().await
+    }
+
+    /// Drops a remote offer we could not answer.
+    async fn roll_back_offer(&self) {
+        let rolled_back = match RTCSessionDescription::rollback(None) {
+            Ok(rollback) => self.pc.set_remote_description(rollback).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = rolled_back {
+            tracing::debug!(pc = ?self.kind, %err, "rollback of an unanswerable offer");
+        }
     }
 
     /// Creates an offer, applies it locally and returns it (with our candidates in it).

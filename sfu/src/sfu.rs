@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Events a participant's client may have queued before signaling reads them.
@@ -24,8 +23,6 @@ pub(crate) struct Shared {
     net: NetSettings,
     ports: Arc<PortPool>,
     pub counters: Arc<Counters>,
-    /// How long a PC may take to connect after its first offer/answer.
-    pub connect_timeout: Duration,
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     shutting_down: AtomicBool,
     ssrc_seed: u32,
@@ -75,7 +72,9 @@ impl Shared {
         room
     }
 
-    async fn build_pc(
+    /// Builds one PeerConnection on a port of the pool (trying a few ports if one cannot
+    /// be bound).
+    pub async fn build_pc(
         &self,
         kind: PcKind,
         events: &mpsc::UnboundedSender<PcEvent>,
@@ -146,7 +145,6 @@ impl Sfu {
                 ports: PortPool::new(config.udp_ports.clone()),
                 config,
                 counters: Arc::new(Counters::default()),
-                connect_timeout: participant::CONNECT_TIMEOUT,
                 rooms: Mutex::default(),
                 shutting_down: AtomicBool::new(false),
                 ssrc_seed: seed,
@@ -158,7 +156,8 @@ impl Sfu {
     }
 
     /// Adds a participant to a room (room created on first join). Events for this participant
-    /// arrive on the returned receiver until it leaves.
+    /// arrive on the returned receiver until it leaves. Joining takes no media resources:
+    /// the participant's PeerConnections and ports are taken by its first publish offer.
     pub async fn join(
         &self,
         room: &str,
@@ -168,16 +167,6 @@ impl Sfu {
         if shared.shutting_down.load(Ordering::Acquire) {
             return Err(SfuError::ShuttingDown);
         }
-        let (pc_tx, pc_rx) = mpsc::unbounded_channel();
-        let publish = shared.build_pc(PcKind::Publish, &pc_tx).await?;
-        let subscribe = match shared.build_pc(PcKind::Subscribe, &pc_tx).await {
-            Ok(pc) => pc,
-            Err(err) => {
-                publish.close().await;
-                return Err(err);
-            }
-        };
-        drop(pc_tx);
 
         let (events_tx, mut events_rx) = mpsc::unbounded_channel();
         let (out_tx, out_rx) = mpsc::channel(EVENT_QUEUE);
@@ -199,11 +188,7 @@ impl Sfu {
             match room.add(id, member.clone()) {
                 Ok(()) => break room,
                 Err(AddError::Closed) => continue,
-                Err(AddError::Duplicate) => {
-                    publish.close().await;
-                    subscribe.close().await;
-                    return Err(SfuError::DuplicateParticipant(id));
-                }
+                Err(AddError::Duplicate) => return Err(SfuError::DuplicateParticipant(id)),
             }
         };
         shared.counters.participants.fetch_add(1, Ordering::Relaxed);
@@ -216,10 +201,7 @@ impl Sfu {
             room,
             member,
             shared: Arc::clone(shared),
-            publish,
-            subscribe,
             cmds: cmds_rx,
-            pc_events: pc_rx,
         });
         if shared.shutting_down.load(Ordering::Acquire) {
             // Raced with shutdown(), which may not have seen this participant.
@@ -262,6 +244,7 @@ impl Sfu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn rejects_unusable_configs() {
@@ -319,55 +302,70 @@ mod tests {
     }
 
     fn small_sfu(ports: std::ops::RangeInclusive<u16>) -> Sfu {
+        impatient_sfu(ports, SfuConfig::default().connect_timeout)
+    }
+
+    fn impatient_sfu(ports: std::ops::RangeInclusive<u16>, connect_timeout: Duration) -> Sfu {
         Sfu::new(SfuConfig {
             udp_ports: ports,
+            connect_timeout,
             ..SfuConfig::default()
         })
         .expect("sfu")
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn leaving_returns_ports_and_frees_sockets() {
-        let sfu = small_sfu(47200..=47205);
-        let (a, _ea) = sfu.join("ports", 1).await.expect("join");
-        let (b, _eb) = sfu.join("ports", 2).await.expect("join");
-        let (c, _ec) = sfu.join("ports", 3).await.expect("join");
-        assert_eq!(sfu.shared.ports.available(), 0, "two ports per participant");
-        assert!(
-            matches!(sfu.join("ports", 4).await, Err(SfuError::NoFreePort)),
-            "pool exhausted: a clear error"
-        );
-        let (_client, offer) = client_offer().await;
-        a.publish_offer(&offer).await.expect("answer");
-        for p in [&a, &b, &c] {
-            p.leave().await;
-        }
+    /// Waits until `pred` holds for the pool's free port count.
+    async fn wait_for_ports(sfu: &Sfu, pred: impl Fn(usize) -> bool, what: &str) {
         let start = std::time::Instant::now();
-        while sfu.shared.ports.available() < 6 {
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "ports not returned"
-            );
+        while !pred(sfu.shared.ports.available()) {
+            assert!(start.elapsed() < Duration::from_secs(5), "{what}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        for port in 47200..=47205 {
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn joining_takes_no_port_and_publishing_takes_one() {
+        let sfu = small_sfu(47200..=47202);
+        let mut joined = Vec::new();
+        for id in 1..=20 {
+            joined.push(sfu.join("ports", id).await.expect("a join takes no port"));
+        }
+        assert_eq!(sfu.shared.ports.available(), 3, "no port taken by joining");
+        let (_client, offer) = client_offer().await;
+        for (p, _) in &joined[..3] {
+            p.publish_offer(&offer).await.expect("answer");
+        }
+        assert_eq!(
+            sfu.shared.ports.available(),
+            0,
+            "one port per publish connection"
+        );
+        let err = joined[3].0.publish_offer(&offer).await;
+        assert!(matches!(err, Err(SfuError::NoFreePort)), "{err:?}");
+        for (p, _) in &joined {
+            p.leave().await;
+        }
+        wait_for_ports(&sfu, |n| n == 3, "ports not returned").await;
+        for port in 47200..=47202 {
             std::net::UdpSocket::bind(("127.0.0.1", port)).expect("socket was closed");
         }
         let s = sfu.stats();
         assert_eq!((s.rooms, s.participants, s.tracks), (0, 0, 0));
-        let (again, _e) = sfu.join("ports", 5).await.expect("ports are reusable");
+        let (again, _e) = sfu.join("ports", 30).await.expect("join");
+        again
+            .publish_offer(&offer)
+            .await
+            .expect("ports are reusable");
         again.leave().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn unconnected_participant_is_reported_closed() {
-        let mut sfu = small_sfu(47210..=47219);
-        Arc::get_mut(&mut sfu.shared)
-            .expect("not shared yet")
-            .connect_timeout = Duration::from_millis(500);
+    async fn unconnected_participant_is_reported_closed_and_its_ports_released() {
+        let sfu = impatient_sfu(47210..=47219, Duration::from_millis(500));
         let (p, mut events) = sfu.join("timeout", 1).await.expect("join");
         let (client, offer) = client_offer().await;
         p.publish_offer(&offer).await.expect("answer");
+        assert_eq!(sfu.shared.ports.available(), 9);
         // The client never applies the answer: ICE never starts.
         drop(client);
         let closed = tokio::time::timeout(Duration::from_secs(5), async {
@@ -383,11 +381,26 @@ mod tests {
         assert!(closed.is_some_and(|r| r.contains("timed out")));
         p.leave().await;
         assert_eq!(sfu.stats().participants, 0);
+        wait_for_ports(&sfu, |n| n == 10, "ports not released").await;
         let ended = tokio::time::timeout(Duration::from_secs(2), async {
             while events.recv().await.is_some() {}
         })
         .await;
         assert!(ended.is_ok(), "the event stream ends after leave");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_participant_without_media_is_never_timed_out() {
+        let sfu = impatient_sfu(47230..=47231, Duration::from_millis(200));
+        let (p, mut events) = sfu.join("idle", 1).await.expect("join");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        while let Ok(event) = events.try_recv() {
+            assert!(
+                !matches!(event, ParticipantEvent::Closed { .. }),
+                "closed without media: {event:?}"
+            );
+        }
+        p.leave().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -948,3 +948,48 @@ async fn a_new_track_flows_only_after_the_subscriber_answered_its_offer() {
         peer.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_forwarded_to_a_subscriber_that_answered_but_never_connected() {
+    let sfu = Sfu::new(config(47140..=47149)).expect("sfu");
+    let mut a = join(&sfu, "room", 1).await;
+    a.publish(20, 1).await;
+
+    // b answers the SFU's offer, then its client goes away before ICE and DTLS: its
+    // subscribe connection never gets SRTP keys.
+    let (b, mut events) = sfu.join("room", 2).await.expect("join");
+    let offer = tokio::time::timeout(WAIT, async {
+        while let Some(event) = events.recv().await {
+            if let ParticipantEvent::SubscribeOffer { sdp } = event {
+                return sdp;
+            }
+        }
+        panic!("events ended before an offer");
+    })
+    .await
+    .expect("a subscribe offer for a's tracks");
+    let (cand_tx, _cand_rx) = mpsc::unbounded_channel();
+    let client = client_pc(Arc::new(Mutex::default()), cand_tx).await;
+    client
+        .pc
+        .set_remote_description(RTCSessionDescription::offer(offer).unwrap())
+        .await
+        .unwrap();
+    let answer = client.pc.create_answer(None).await.unwrap();
+    client.pc.set_local_description(answer).await.unwrap();
+    let sdp = local_sdp(&client).await;
+    client.pc.close().await.unwrap();
+    let before = sfu.stats();
+    b.subscribe_answer(&sdp).await.expect("answer accepted");
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = sfu.stats();
+    assert_eq!(
+        (after.forwarded_packets, after.dropped_packets),
+        (before.forwarded_packets, before.dropped_packets),
+        "b is the only subscriber: a packet written to its unconnected connection would \
+         be dropped by the WebRTC stack with a warning each"
+    );
+    b.leave().await;
+    a.stop().await;
+}

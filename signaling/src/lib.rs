@@ -25,6 +25,7 @@
 //! | `auth.rs`       | HS256 join tokens                                              |
 //! | `origin.rs`     | the browser Origin check                                       |
 //! | `rate_limit.rs` | the per-connection token bucket                                |
+//! | `log_limit.rs`  | the cap on library log lines (per target, per window)          |
 //! | `limits.rs`     | every resource limit and its default                           |
 //! | `turn.rs`, `turn/` | TURN credentials and the embedded TURN server               |
 //! | `metrics.rs`    | Prometheus counters                                            |
@@ -65,6 +66,7 @@ pub mod config;
 pub mod descriptors;
 pub mod error;
 pub mod limits;
+pub mod log_limit;
 pub mod metrics;
 pub mod protocol;
 pub mod rate_limit;

@@ -3,7 +3,9 @@
 use clap::Parser as _;
 use signaling::Server;
 use signaling::cli::{Cli, Command, ServeArgs};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, filter::FilterExt as _};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -30,7 +32,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .into_iter()
     .filter_map(|d| d.parse().ok())
     .fold(filter, EnvFilter::add_directive);
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // A peer can make a library log per packet: cap library lines (log_limit.rs).
+    let limit = signaling::log_limit::LogLimit::default();
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_filter(filter.and(limit.clone())))
+        .init();
+    tokio::spawn(signaling::log_limit::report(limit));
     // Linux starts us with a soft limit of 1024 descriptors; the hard limit is what
     // the operator allows. The connection cap is derived from it in Server::bind.
     match signaling::descriptors::raise_limit() {

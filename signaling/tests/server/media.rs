@@ -1,6 +1,7 @@
 //! The SFU wiring at the signaling level, without a real media peer: a browser-shaped
 //! offer gets an answer from the SFU through `publish_offer` / `publish_answer`, and
-//! SDP the SFU cannot use comes back as `bad_sdp`. (Media actually flowing through
+//! SDP the SFU cannot use comes back as `bad_sdp`; media resources are taken only when
+//! media starts and released when it never connects. (Media actually flowing through
 //! the server is covered by the native-participant tests in `tests/`.)
 
 use std::time::Duration;
@@ -66,6 +67,12 @@ async fn publish_offer_gets_the_sfus_answer() {
 async fn sdp_the_sfu_cannot_use_is_bad_sdp() {
     let server = start_default().await;
     let (mut a, _) = Client::join(&server, "r", "A").await;
+    a.send(json!({"type": "publish_offer", "sdp": two_audio_sections_first_without_ssrc()}))
+        .await;
+    a.recv_error("bad_sdp").await;
+    a.send(json!({"type": "publish_offer", "sdp": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\n"}))
+        .await;
+    a.recv_error("bad_sdp").await;
     a.send(json!({"type": "publish_offer", "sdp": "v=0\r\nthis is not sdp\r\n"}))
         .await;
     a.recv_error("bad_sdp").await;
@@ -73,4 +80,75 @@ async fn sdp_the_sfu_cannot_use_is_bad_sdp() {
     a.send(json!({"type": "publish_offer", "sdp": opus_offer()}))
         .await;
     a.recv_type("publish_answer").await;
+}
+
+/// A server whose SFU has exactly `ports` (a range no other test uses).
+async fn server_with_ports(
+    ports: std::ops::RangeInclusive<u16>,
+    connect_timeout: Duration,
+) -> signaling::ServerHandle {
+    let mut config = signaling::Config::ephemeral();
+    config.sfu.udp_ports = ports;
+    config.sfu.connect_timeout = connect_timeout;
+    signaling::Server::bind(config).await.expect("bind").spawn()
+}
+
+/// A browser-shaped offer with two send-only audio sections: the first has an msid
+/// but no SSRC (found by fuzzing; was answered with `internal`).
+fn two_audio_sections_first_without_ssrc() -> String {
+    let offer = opus_offer().replace("a=group:BUNDLE 0", "a=group:BUNDLE 0 1");
+    let first = offer.replace("a=ssrc:1111 cname:sealed-test\r\n", "");
+    let media_at = offer.find("m=audio").expect("audio section");
+    let second = offer[media_at..]
+        .replace("a=mid:0", "a=mid:1")
+        .replace("a=msid:stream1 track1", "a=msid:stream1 track2")
+        .replace("a=ssrc:1111", "a=ssrc:2222");
+    format!("{first}{second}")
+}
+
+#[tokio::test]
+async fn participants_without_media_hold_no_ports() {
+    let server = server_with_ports(44_900..=44_901, Duration::from_secs(15)).await;
+    let mut squatters = Vec::new();
+    for i in 0..20 {
+        squatters.push(Client::join(&server, &format!("squat-{}", i % 4), "squatter").await);
+    }
+    // Two ports, one per publish connection: two newcomers start media.
+    let (mut a, _) = Client::join(&server, "work-a", "A").await;
+    let (mut b, _) = Client::join(&server, "work-b", "B").await;
+    for client in [&mut a, &mut b] {
+        client
+            .send(json!({"type": "publish_offer", "sdp": opus_offer()}))
+            .await;
+        client.recv_type("publish_answer").await;
+    }
+    // The range is really that small: a third publisher finds no port.
+    let (mut c, _) = Client::join(&server, "other", "C").await;
+    c.send(json!({"type": "publish_offer", "sdp": opus_offer()}))
+        .await;
+    c.recv_error("internal").await;
+}
+
+#[tokio::test]
+async fn a_media_connection_that_never_connects_is_released() {
+    let server = server_with_ports(44_910..=44_910, Duration::from_secs(1)).await;
+    let (mut a, _) = Client::join(&server, "r", "A").await;
+    a.send(json!({"type": "publish_offer", "sdp": opus_offer()}))
+        .await;
+    a.recv_type("publish_answer").await;
+    // Nobody answers the SFU's connectivity checks: after the bound the participant is
+    // told and removed, and the one port is free again.
+    let err = a.recv_error("media_failed").await;
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("timed out")),
+        "{err}"
+    );
+    assert!(matches!(a.closed().await, Closed::Frame(..)));
+    let (mut b, _) = Client::join(&server, "r", "B").await;
+    b.send(json!({"type": "publish_offer", "sdp": opus_offer()}))
+        .await;
+    b.recv_type("publish_answer").await;
+    assert_eq!(server.sfu().stats().participants, 1);
 }
