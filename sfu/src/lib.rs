@@ -1,7 +1,7 @@
 //! Sealed's selective forwarding unit (SFU): the media plane.
 //!
 //! The SFU routes RTP it cannot decrypt. Vocabulary follows mediasoup / LiveKit:
-//! a [`Sfu`] holds rooms; a room holds participants; each participant has two
+//! a [`Sfu`] opens rooms, each owned through its [`Router`]; a room holds participants; each participant has two
 //! PeerConnections — *publish* (the client offers, we receive its tracks) and *subscribe*
 //! (we offer, and renegotiate as tracks come and go). Each published track has a
 //! *receiver* that fans its packets out to one *down track* per subscriber; the down
@@ -9,7 +9,8 @@
 //! never touches the payload (end-to-end encrypted ciphertext).
 //!
 //! This crate knows RTP and nothing of HTTP or JSON; signaling drives it through
-//! [`Sfu::join`] and the returned [`ParticipantHandle`] / [`ParticipantEvent`] stream.
+//! [`Sfu::open_room`], [`Router::join`] and the returned [`ParticipantHandle`] /
+//! [`ParticipantEvent`] stream.
 
 #![warn(missing_docs)]
 
@@ -33,7 +34,7 @@ pub mod tap;
 pub use config::SfuConfig;
 pub use error::SfuError;
 pub use participant::ParticipantHandle;
-pub use sfu::Sfu;
+pub use sfu::{Router, Sfu};
 pub use stats::SfuStats;
 
 /// A participant's id: assigned by signaling, unique within a room, never reused.

@@ -119,9 +119,7 @@ pub(crate) async fn leave(
     if left.swap(true, Ordering::AcqRel) {
         return;
     }
-    if room.remove(id) {
-        shared.remove_room(room);
-    }
+    room.remove(id);
     shared.counters.participants.fetch_sub(1, Ordering::Relaxed);
     let (tx, rx) = oneshot::channel();
     if cmds.send(Cmd::Leave(tx)).is_ok() {

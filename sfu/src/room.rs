@@ -33,7 +33,7 @@ pub(crate) struct Member {
 pub(crate) enum AddError {
     /// The id is taken.
     Duplicate,
-    /// The room emptied and closed meanwhile; use a fresh one.
+    /// The room was closed (its owner dropped it, or the SFU shuts down).
     Closed,
 }
 
@@ -83,11 +83,11 @@ impl Room {
         Ok(())
     }
 
-    /// Removes a participant and everything it published. Returns `true` if the room is now
-    /// empty (and closed: later `add`s fail with [`AddError::Closed`]).
+    /// Removes a participant and everything it published. Returns `true` if it was there.
     pub fn remove(&self, id: ParticipantId) -> bool {
         let mut state = self.state();
-        if state.members.remove(&id).is_some() {
+        let removed = state.members.remove(&id).is_some();
+        if removed {
             let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.receivers)
                 .into_iter()
                 .partition(|r| r.publisher == id);
@@ -97,10 +97,13 @@ impl Room {
             }
             state.speakers.remove(id);
         }
-        if state.members.is_empty() {
-            state.closed = true;
-        }
-        state.closed
+        removed
+    }
+
+    /// Closes the room: no participant is added and no track published any more. Who is
+    /// still in it leaves as usual.
+    pub fn close(&self) {
+        self.state().closed = true;
     }
 
     /// Adds a published track and subscribes every other participant. `false` if its
@@ -179,7 +182,7 @@ impl Room {
             .collect()
     }
 
-    /// Whether the room emptied and closed.
+    /// Whether the room was closed.
     pub fn is_closed(&self) -> bool {
         self.state().closed
     }
@@ -273,12 +276,19 @@ mod tests {
         assert_eq!(room.add(1, m1), Err(AddError::Duplicate));
         room.add(2, m2).expect("2 joins");
         assert_eq!(room.members().len(), 2);
-        assert!(!room.remove(1), "2 is still there");
+        assert!(room.remove(1));
         assert!(!room.remove(1), "removing twice is harmless");
-        assert!(room.remove(2), "room is empty now");
-        assert!(room.is_closed());
+        assert!(room.remove(2));
+        assert!(
+            !room.is_closed(),
+            "an empty room stays open while its owner keeps it"
+        );
         let (m3, _f3) = member();
-        assert_eq!(room.add(3, m3), Err(AddError::Closed));
+        room.add(3, m3.clone()).expect("3 joins the empty room");
+        room.close();
+        let (m4, _f4) = member();
+        assert_eq!(room.add(4, m4), Err(AddError::Closed));
+        assert!(room.remove(3), "who is in a closed room still leaves");
     }
 
     #[test]
@@ -334,7 +344,7 @@ mod tests {
         room.publish(track(&room, 2, "a2", TrackKind::Audio));
         f2.cmds();
         f3.cmds();
-        assert!(!room.remove(1));
+        assert!(room.remove(1));
         assert!(a1.is_closed(), "the leaver's receiver stopped");
         assert!(a1.subscribers().is_empty());
         assert_eq!(f2.cmds(), vec![(false, 1, "a1".into())]);

@@ -1,4 +1,11 @@
-//! The [`Sfu`]: rooms, the port pool, counters, and joining.
+//! The [`Sfu`] (the port pool, counters, the rooms it must close on shutdown) and
+//! [`Router`], one room of it, owned by whoever opened it.
+//!
+//! Rooms are owned once: signaling's room holds its [`Router`], adds participants through
+//! it with the ids it assigns, and drops it when the room empties. The SFU has no room map
+//! of its own to keep in step (no lookup by name, no retry when a room closes under a join):
+//! a room re-created under the same name is a new `Router`, apart from the old one whose
+//! last participants may still be leaving.
 
 use crate::participant::{self, Parts};
 use crate::port_pool::PortPool;
@@ -8,7 +15,7 @@ use crate::stats::{Counters, SfuStats};
 use crate::{ParticipantEvent, ParticipantHandle, ParticipantId, PcKind, SfuConfig, SfuError};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::mpsc;
 
@@ -23,7 +30,9 @@ pub(crate) struct Shared {
     net: NetSettings,
     ports: Arc<PortPool>,
     pub counters: Arc<Counters>,
-    rooms: Mutex<HashMap<String, Arc<Room>>>,
+    /// Open rooms, by serial number, for shutdown. Their [`Router`]s own them.
+    rooms: Mutex<HashMap<u64, Weak<Room>>>,
+    room_serial: AtomicU64,
     shutting_down: AtomicBool,
     ssrc_seed: u32,
     ssrc_seq: AtomicU32,
@@ -47,29 +56,8 @@ impl Shared {
         }
     }
 
-    /// Forgets a room that emptied (if it is still the one registered under its name).
-    pub fn remove_room(&self, room: &Arc<Room>) {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        if rooms.get(&room.name).is_some_and(|r| Arc::ptr_eq(r, room)) {
-            rooms.remove(&room.name);
-            self.counters.rooms.fetch_sub(1, Ordering::Relaxed);
-            tracing::info!(room = %room.name, "room closed");
-        }
-    }
-
-    fn room(&self, name: &str) -> Arc<Room> {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(room) = rooms.get(name)
-            && !room.is_closed()
-        {
-            return Arc::clone(room);
-        }
-        let room = Room::new(name.to_owned(), Arc::clone(&self.counters));
-        rooms.insert(name.to_owned(), Arc::clone(&room));
-        self.counters.rooms.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(speaker_loop(Arc::downgrade(&room)));
-        tracing::info!(room = %name, "room opened");
-        room
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Weak<Room>>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Builds one PeerConnection on a port of the pool (trying a few ports if one cannot
@@ -146,6 +134,7 @@ impl Sfu {
                 config,
                 counters: Arc::new(Counters::default()),
                 rooms: Mutex::default(),
+                room_serial: AtomicU64::new(0),
                 shutting_down: AtomicBool::new(false),
                 ssrc_seed: seed,
                 ssrc_seq: AtomicU32::new(1),
@@ -155,19 +144,76 @@ impl Sfu {
         })
     }
 
-    /// Adds a participant to a room (room created on first join). Events for this participant
-    /// arrive on the returned receiver until it leaves. Joining takes no media resources:
-    /// the participant's PeerConnections and ports are taken by its first publish offer.
-    pub async fn join(
+    /// Opens a room. The returned [`Router`] owns it: participants join through it, and
+    /// dropping it closes the room. Fails only while the SFU shuts down.
+    pub fn open_room(&self, name: &str) -> Result<Router, SfuError> {
+        let shared = &self.shared;
+        if shared.shutting_down.load(Ordering::Acquire) {
+            return Err(SfuError::ShuttingDown);
+        }
+        let room = Room::new(name.to_owned(), Arc::clone(&shared.counters));
+        let serial = shared.room_serial.fetch_add(1, Ordering::Relaxed);
+        shared.rooms().insert(serial, Arc::downgrade(&room));
+        shared.counters.rooms.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(speaker_loop(Arc::downgrade(&room)));
+        tracing::info!(room = %name, "room opened");
+        Ok(Router {
+            shared: Arc::clone(shared),
+            room,
+            serial,
+        })
+    }
+
+    /// A cheap snapshot of the counters (atomics).
+    pub fn stats(&self) -> SfuStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Closes every PeerConnection; later joins fail with [`SfuError::ShuttingDown`].
+    pub async fn shutdown(&self) {
+        self.shared.shutting_down.store(true, Ordering::Release);
+        let rooms: Vec<Arc<Room>> = self
+            .shared
+            .rooms()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for room in rooms {
+            room.close();
+            for (id, member) in room.members() {
+                participant::leave(&self.shared, &room, id, &member.cmds, &member.left).await;
+            }
+        }
+    }
+
+    /// Installs (or removes) a tap called with every payload the SFU forwards.
+    #[cfg(feature = "test-tap")]
+    pub fn set_tap(&self, tap: Option<Box<crate::tap::TapFn>>) {
+        self.shared.tap.set(tap);
+    }
+}
+
+/// One room of the SFU, owned by whoever opened it ([`Sfu::open_room`]); dropping it
+/// closes the room (participants still in it leave as usual).
+pub struct Router {
+    shared: Arc<Shared>,
+    room: Arc<Room>,
+    serial: u64,
+}
+
+impl Router {
+    /// Adds participant `id` (assigned by the owner, unique in this room) and subscribes it
+    /// to every track already published. Takes no media resources: its PeerConnections are
+    /// built when its media starts. Events for it arrive on the returned receiver until it
+    /// leaves.
+    pub fn join(
         &self,
-        room: &str,
         id: ParticipantId,
     ) -> Result<(ParticipantHandle, mpsc::Receiver<ParticipantEvent>), SfuError> {
         let shared = &self.shared;
         if shared.shutting_down.load(Ordering::Acquire) {
             return Err(SfuError::ShuttingDown);
         }
-
         let (events_tx, mut events_rx) = mpsc::unbounded_channel();
         let (out_tx, out_rx) = mpsc::channel(EVENT_QUEUE);
         tokio::spawn(async move {
@@ -183,61 +229,35 @@ impl Sfu {
             events: events_tx,
             left: Arc::default(),
         };
-        let room = loop {
-            let room = shared.room(room);
-            match room.add(id, member.clone()) {
-                Ok(()) => break room,
-                Err(AddError::Closed) => continue,
-                Err(AddError::Duplicate) => return Err(SfuError::DuplicateParticipant(id)),
-            }
-        };
+        match self.room.add(id, member.clone()) {
+            Ok(()) => {}
+            Err(AddError::Duplicate) => return Err(SfuError::DuplicateParticipant(id)),
+            Err(AddError::Closed) => return Err(SfuError::ShuttingDown),
+        }
         shared.counters.participants.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(room = %room.name, participant = id, "joined");
-        let cmds = member.cmds.clone();
-        let left = Arc::clone(&member.left);
-        let joined_room = Arc::clone(&room);
+        tracing::info!(room = %self.room.name, participant = id, "joined");
         let handle = participant::spawn(Parts {
             id,
-            room,
+            room: Arc::clone(&self.room),
             member,
             shared: Arc::clone(shared),
             cmds: cmds_rx,
         });
-        if shared.shutting_down.load(Ordering::Acquire) {
-            // Raced with shutdown(), which may not have seen this participant.
-            participant::leave(shared, &joined_room, id, &cmds, &left).await;
-            return Err(SfuError::ShuttingDown);
-        }
         Ok((handle, out_rx))
     }
 
-    /// A cheap snapshot of the counters (atomics).
-    pub fn stats(&self) -> SfuStats {
-        self.shared.counters.snapshot()
+    /// The room's name.
+    pub fn name(&self) -> &str {
+        &self.room.name
     }
+}
 
-    /// Closes every PeerConnection; later joins fail with [`SfuError::ShuttingDown`].
-    pub async fn shutdown(&self) {
-        self.shared.shutting_down.store(true, Ordering::Release);
-        let rooms: Vec<Arc<Room>> = self
-            .shared
-            .rooms
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for room in rooms {
-            for (id, member) in room.members() {
-                participant::leave(&self.shared, &room, id, &member.cmds, &member.left).await;
-            }
-        }
-    }
-
-    /// Installs (or removes) a tap called with every payload the SFU forwards.
-    #[cfg(feature = "test-tap")]
-    pub fn set_tap(&self, tap: Option<Box<crate::tap::TapFn>>) {
-        self.shared.tap.set(tap);
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.room.close();
+        self.shared.rooms().remove(&self.serial);
+        self.shared.counters.rooms.fetch_sub(1, Ordering::Relaxed);
+        tracing::info!(room = %self.room.name, "room closed");
     }
 }
 
@@ -327,8 +347,9 @@ mod tests {
     async fn joining_takes_no_port_and_publishing_takes_one() {
         let sfu = small_sfu(47200..=47202);
         let mut joined = Vec::new();
+        let room = sfu.open_room("ports").expect("room");
         for id in 1..=20 {
-            joined.push(sfu.join("ports", id).await.expect("a join takes no port"));
+            joined.push(room.join(id).expect("a join takes no port"));
         }
         assert_eq!(sfu.shared.ports.available(), 3, "no port taken by joining");
         let (_client, offer) = client_offer().await;
@@ -350,8 +371,8 @@ mod tests {
             std::net::UdpSocket::bind(("127.0.0.1", port)).expect("socket was closed");
         }
         let s = sfu.stats();
-        assert_eq!((s.rooms, s.participants, s.tracks), (0, 0, 0));
-        let (again, _e) = sfu.join("ports", 30).await.expect("join");
+        assert_eq!((s.rooms, s.participants, s.tracks), (1, 0, 0));
+        let (again, _e) = room.join(30).expect("join");
         again
             .publish_offer(&offer)
             .await
@@ -362,7 +383,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unconnected_participant_is_reported_closed_and_its_ports_released() {
         let sfu = impatient_sfu(47210..=47219, Duration::from_millis(500));
-        let (p, mut events) = sfu.join("timeout", 1).await.expect("join");
+        let room = sfu.open_room("timeout").expect("room");
+        let (p, mut events) = room.join(1).expect("join");
         let (client, offer) = client_offer().await;
         p.publish_offer(&offer).await.expect("answer");
         assert_eq!(sfu.shared.ports.available(), 9);
@@ -392,7 +414,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_participant_without_media_is_never_timed_out() {
         let sfu = impatient_sfu(47230..=47231, Duration::from_millis(200));
-        let (p, mut events) = sfu.join("idle", 1).await.expect("join");
+        let room = sfu.open_room("idle").expect("room");
+        let (p, mut events) = room.join(1).expect("join");
         tokio::time::sleep(Duration::from_millis(1500)).await;
         while let Ok(event) = events.try_recv() {
             assert!(
@@ -411,7 +434,8 @@ mod tests {
             ..SfuConfig::default()
         })
         .expect("sfu");
-        let (p, mut events) = sfu.join("nat", 1).await.expect("join");
+        let room = sfu.open_room("nat").expect("room");
+        let (p, mut events) = room.join(1).expect("join");
         let (_client, offer) = client_offer().await;
         let answer = p.publish_offer(&offer).await.expect("answer");
         let candidates: Vec<&str> = answer

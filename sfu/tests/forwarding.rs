@@ -50,8 +50,8 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use sfu::{
-    IceCandidate, ParticipantEvent, ParticipantHandle, ParticipantId, PcKind, Sfu, SfuConfig,
-    TrackKind,
+    IceCandidate, ParticipantEvent, ParticipantHandle, ParticipantId, PcKind, Router, Sfu,
+    SfuConfig, TrackKind,
 };
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -354,8 +354,8 @@ struct Peer {
     senders: Vec<tokio::task::JoinHandle<()>>,
 }
 
-async fn join(sfu: &Sfu, room: &str, id: ParticipantId) -> Peer {
-    let (handle, mut events) = sfu.join(room, id).await.expect("join");
+async fn join(room: &Router, id: ParticipantId) -> Peer {
+    let (handle, mut events) = room.join(id).expect("join");
     let seen = Arc::new(Mutex::new(Seen::default()));
     let log = Arc::new(Mutex::new(Vec::new()));
     let answer_errors = Arc::new(AtomicU64::new(0));
@@ -633,6 +633,7 @@ async fn forwards_byte_identical_and_handles_join_and_leave() {
         .with_test_writer()
         .try_init();
     let sfu = Sfu::new(config(47000..=47099)).expect("sfu");
+    let room = sfu.open_room("room").expect("room");
     let tapped = Arc::new(AtomicU64::new(0));
     let tap_corrupt = Arc::new(AtomicU64::new(0));
     #[cfg(feature = "test-tap")]
@@ -647,9 +648,9 @@ async fn forwards_byte_identical_and_handles_join_and_leave() {
         })));
     }
 
-    let mut a = join(&sfu, "room", 1).await;
-    let mut b = join(&sfu, "room", 2).await;
-    let mut c = join(&sfu, "room", 3).await;
+    let mut a = join(&room, 1).await;
+    let mut b = join(&room, 2).await;
+    let mut c = join(&room, 3).await;
     a.publish(20, 1).await; // talking
     b.publish(127, 1).await; // silent
 
@@ -720,7 +721,7 @@ async fn forwards_byte_identical_and_handles_join_and_leave() {
     // A late joiner makes both publishers see a keyframe request.
     tokio::time::sleep(Duration::from_millis(600)).await; // let the PLI limiter window pass
     let (a_plis, b_plis) = (a.plis(), b.plis());
-    let mut d = join(&sfu, "room", 4).await;
+    let mut d = join(&room, 4).await;
     eventually("d receives video", || {
         d.intact(1, 1) > 5 && d.intact(2, 1) > 5
     })
@@ -790,21 +791,23 @@ async fn forwards_byte_identical_and_handles_join_and_leave() {
     c.stop().await;
     d.stop().await;
     let stats = sfu.stats();
-    assert_eq!((stats.rooms, stats.participants, stats.tracks), (0, 0, 0));
+    assert_eq!((stats.rooms, stats.participants, stats.tracks), (1, 0, 0));
     assert!(stats.forwarded_packets > 0 && stats.forwarded_bytes > 0);
+    drop(room);
+    assert_eq!(sfu.stats().rooms, 0, "dropping its router closes the room");
+    let open = sfu.open_room("room").expect("room");
     sfu.shutdown().await;
-    assert!(
-        sfu.join("room", 9).await.is_err(),
-        "no joins after shutdown"
-    );
+    assert!(open.join(9).is_err(), "no joins after shutdown");
+    assert!(sfu.open_room("other").is_err(), "no rooms after shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_errors_and_others_keep_working() {
     let sfu = Sfu::new(config(47100..=47119)).expect("sfu");
-    let mut a = join(&sfu, "bad", 1).await;
-    let b = join(&sfu, "bad", 2).await;
-    assert!(sfu.join("bad", 1).await.is_err(), "duplicate id");
+    let bad = sfu.open_room("bad").expect("room");
+    let mut a = join(&bad, 1).await;
+    let b = join(&bad, 2).await;
+    assert!(bad.join(1).is_err(), "duplicate id");
     assert!(b.handle.publish_offer("garbage").await.is_err());
     assert!(
         b.handle.subscribe_answer("v=0").await.is_err(),
@@ -851,9 +854,10 @@ async fn bad_input_gets_errors_and_others_keep_working() {
 #[ignore = "load check; run explicitly"]
 async fn load_4x4() {
     let sfu = Sfu::new(config(47300..=47399)).expect("sfu");
+    let load = sfu.open_room("load").expect("room");
     let mut peers = Vec::new();
     for id in 1..=8 {
-        peers.push(join(&sfu, "load", id).await);
+        peers.push(join(&load, id).await);
     }
     for peer in peers.iter_mut().take(4) {
         peer.publish(30, 3).await;
@@ -914,15 +918,16 @@ async fn load_4x4() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_track_flows_only_after_the_subscriber_answered_its_offer() {
     let sfu = Sfu::new(config(47120..=47139)).expect("sfu");
-    let mut c = join(&sfu, "room", 3).await;
+    let room = sfu.open_room("room").expect("room");
+    let mut c = join(&room, 3).await;
     c.publish(20, 1).await;
-    let mut b = join(&sfu, "room", 2).await;
+    let mut b = join(&room, 2).await;
     eventually("b receives c", || b.intact(3, 1) > 5).await;
     let before = b.subscribe.rtp_in.lock().unwrap().clone();
 
     // b sits on the offer that adds a's tracks, as a busy browser may for a while.
     b.hold_answers.store(true, Ordering::Relaxed);
-    let mut a = join(&sfu, "room", 1).await;
+    let mut a = join(&room, 1).await;
     a.publish(20, 1).await;
     eventually("the SFU adds a track of a's to b's subscription", || {
         // (Later events queue behind the offer b holds.)
@@ -952,12 +957,13 @@ async fn a_new_track_flows_only_after_the_subscriber_answered_its_offer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_forwarded_to_a_subscriber_that_answered_but_never_connected() {
     let sfu = Sfu::new(config(47140..=47149)).expect("sfu");
-    let mut a = join(&sfu, "room", 1).await;
+    let room = sfu.open_room("room").expect("room");
+    let mut a = join(&room, 1).await;
     a.publish(20, 1).await;
 
     // b answers the SFU's offer, then its client goes away before ICE and DTLS: its
     // subscribe connection never gets SRTP keys.
-    let (b, mut events) = sfu.join("room", 2).await.expect("join");
+    let (b, mut events) = room.join(2).expect("join");
     let offer = tokio::time::timeout(WAIT, async {
         while let Some(event) = events.recv().await {
             if let ParticipantEvent::SubscribeOffer { sdp } = event {

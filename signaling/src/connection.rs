@@ -38,6 +38,7 @@ use crate::media;
 use crate::outbox::{Outbound, Outbox, OutboxReceiver};
 use crate::protocol::{ClientMessage, Join, ParticipantId, ServerMessage, parse_client_message};
 use crate::rate_limit::{RateLimiter, Verdict};
+use crate::registry::Joined;
 use crate::state::AppState;
 
 /// Longest `error.message` sent: messages may quote client input, which must not be
@@ -400,7 +401,8 @@ impl Connection {
         }
     }
 
-    /// `join`: token check, roster entry (which queues `welcome`), SFU participant.
+    /// `join`: token check, then one step that adds the roster entry and the SFU
+    /// participant and queues `welcome`.
     async fn join(&mut self, join: Join) -> Result<Flow, ProtocolError> {
         if let Some(secret) = &self.state.config.auth_secret {
             let verdict = match &join.token {
@@ -418,42 +420,27 @@ impl Connection {
             .addresses
             .join(self.client, &join.room, Instant::now())
             .map_err(|refusal| address_refusal(refusal, &state.config.limits))?;
-        let id = state.registry.join_with(
+        let Joined { id, media, events } = state.registry.join_with(
             &join.room,
             &join.name,
             &join.public_key,
             self.outbox.clone(),
             state.turn.welcome_ice(self.host.as_deref()),
         )?;
-        match state.sfu.join(&join.room, id).await {
-            Ok((media, events)) => {
-                let span = tracing::Span::current();
-                span.record("room", join.room.as_str());
-                span.record("participant", id);
-                let forwarder = tokio::spawn(
-                    media::forward_events(events, self.outbox.clone()).instrument(span),
-                );
-                tracing::info!("joined");
-                self.room_slot = Some(room_slot);
-                self.session = Some(Session {
-                    room: join.room,
-                    id,
-                    media,
-                    forwarder,
-                });
-                Ok(Flow::Continue)
-            }
-            Err(e) => {
-                tracing::error!(room = %join.room, participant = id, error = %e, "SFU join failed");
-                state.registry.leave(&join.room, id);
-                // Queued, not sent directly, so it arrives after the `welcome` that is
-                // already in the queue.
-                let err = media::sfu_error(&e);
-                self.state.metrics.error(err.code);
-                self.outbox.send(&ServerMessage::error(&err));
-                Ok(Flow::Continue)
-            }
-        }
+        let span = tracing::Span::current();
+        span.record("room", join.room.as_str());
+        span.record("participant", id);
+        let forwarder =
+            tokio::spawn(media::forward_events(events, self.outbox.clone()).instrument(span));
+        tracing::info!("joined");
+        self.room_slot = Some(room_slot);
+        self.session = Some(Session {
+            room: join.room,
+            id,
+            media,
+            forwarder,
+        });
+        Ok(Flow::Continue)
     }
 
     /// Leaves the room and the SFU, if in one. Idempotent.

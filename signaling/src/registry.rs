@@ -10,22 +10,28 @@
 //! * Ids are taken from the counter under the same lock as the insertion, so within a
 //!   room a higher id always means a later join (the E2EE leader is the lowest id).
 //!
+//! * The SFU participant is added under the same lock, before `welcome` is queued: a
+//!   joiner that anybody hears of is in the media plane already, and a join the SFU
+//!   refuses (only while it shuts down) sends no `welcome` and needs no rollback.
+//!
+//! Each room owns its SFU room ([`sfu::Router`]): created with the room, dropped when it
+//! empties. There is no second room map to keep in step with this one.
+//!
 //! **Participant ids** come from a counter per room starting at 1: unique within the
 //! room, never reused while it exists, increasing in join order — the properties the
 //! E2EE layer needs for SFrame sender ids. Small ids also keep frames small: the
 //! SFrame KID is `id << 8 | epoch`, so ids below 256 keep the KID at two bytes and the
 //! per-frame overhead within 22 bytes; a server-wide counter would pass 255 after a
-//! few hundred joins anywhere on the server. When a room empties, its counter is
-//! remembered for [`RETIRE_FOR`], so a participant re-creating it at once cannot get
-//! an id the SFU may still be tearing down. After that the room starts again at 1,
-//! which is safe for E2EE because every epoch secret is fresh and random: a sender id
-//! met again never meets its old keys.
+//! few hundred joins anywhere on the server. A room re-created after it emptied starts
+//! again at 1, in a new SFU room apart from the old one (whose last participants may
+//! still be leaving), which is safe for E2EE because every epoch secret is fresh and
+//! random: a sender id met again never meets its old keys.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
+use tokio::sync::mpsc;
 
 use crate::error::{ErrorCode, ProtocolError};
 use crate::outbox::Outbox;
@@ -34,33 +40,37 @@ use crate::room::{Member, Room};
 use crate::turn::WelcomeIce;
 
 /// All rooms of one server.
-#[derive(Debug)]
 pub(crate) struct Registry {
     max_rooms: usize,
     max_participants: usize,
+    sfu: sfu::Sfu,
     inner: Mutex<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     rooms: HashMap<String, Room>,
-    /// Next ids of rooms that emptied recently, and when they emptied.
-    retired: HashMap<String, (ParticipantId, Instant)>,
     participants: usize,
 }
 
-/// How long an emptied room's id counter is remembered.
-pub(crate) const RETIRE_FOR: Duration = Duration::from_secs(60);
+/// A participant that joined: its id and its handle and events in the media plane.
+pub(crate) struct Joined {
+    /// The id `welcome` gave it.
+    pub id: ParticipantId,
+    /// Its SFU participant.
+    pub media: sfu::ParticipantHandle,
+    /// What the SFU tells it.
+    pub events: mpsc::Receiver<sfu::ParticipantEvent>,
+}
 
 impl Registry {
-    /// An empty registry with the given limits.
-    pub fn new(max_rooms: usize, max_participants: usize) -> Self {
+    /// An empty registry with the given limits, opening its rooms' media on `sfu`.
+    pub fn new(max_rooms: usize, max_participants: usize, sfu: sfu::Sfu) -> Self {
         Registry {
             max_rooms,
             max_participants,
+            sfu,
             inner: Mutex::new(Inner {
                 rooms: HashMap::new(),
-                retired: HashMap::new(),
                 participants: 0,
             }),
         }
@@ -72,8 +82,8 @@ impl Registry {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds a participant to `room` (creating it), queues its `welcome` on `outbox`
-    /// and tells the others with `participant_joined`. Returns the new id.
+    /// Adds a participant to `room` (creating it) and to its SFU room, queues its
+    /// `welcome` on `outbox` and tells the others with `participant_joined`.
     #[cfg(test)]
     pub fn join(
         &self,
@@ -81,7 +91,7 @@ impl Registry {
         name: &str,
         public_key: &str,
         outbox: Outbox,
-    ) -> Result<ParticipantId, ProtocolError> {
+    ) -> Result<Joined, ProtocolError> {
         self.join_with(room, name, public_key, outbox, WelcomeIce::default())
     }
 
@@ -93,7 +103,7 @@ impl Registry {
         public_key: &str,
         outbox: Outbox,
         ice: WelcomeIce,
-    ) -> Result<ParticipantId, ProtocolError> {
+    ) -> Result<Joined, ProtocolError> {
         let mut inner = self.lock();
         let inner = &mut *inner;
         match inner.rooms.get(room) {
@@ -116,14 +126,23 @@ impl Registry {
         }
 
         if !inner.rooms.contains_key(room) {
-            let next_id = match inner.retired.remove(room) {
-                Some((next_id, _)) => next_id,
-                None => 1,
-            };
-            inner.rooms.insert(room.to_owned(), Room::new(next_id));
+            let router = self
+                .sfu
+                .open_room(room)
+                .map_err(|e| crate::media::sfu_error(&e))?;
+            inner.rooms.insert(room.to_owned(), Room::new(router));
         }
         let Some(entry) = inner.rooms.get_mut(room) else {
             return Err(ProtocolError::new(ErrorCode::Internal, "room vanished"));
+        };
+        let (media, events) = match entry.router().join(entry.next_id()) {
+            Ok(joined) => joined,
+            Err(err) => {
+                if entry.is_empty() {
+                    inner.rooms.remove(room);
+                }
+                return Err(crate::media::sfu_error(&err));
+            }
         };
         let id = entry.take_id();
         let info = ParticipantInfo {
@@ -144,7 +163,7 @@ impl Registry {
         entry.broadcast(id, &joined);
         entry.insert(Member { info, outbox });
         inner.participants += 1;
-        Ok(id)
+        Ok(Joined { id, media, events })
     }
 
     /// Removes a participant and tells the others with `participant_left`; drops the
@@ -159,9 +178,8 @@ impl Registry {
         }
         entry.broadcast(id, &text(&ServerMessage::ParticipantLeft { id }));
         if entry.is_empty() {
-            let next_id = entry.next_id();
+            // Drops its SFU room too.
             inner.rooms.remove(room);
-            inner.retire(room, next_id);
         }
         inner.participants -= 1;
         true
@@ -219,23 +237,6 @@ impl Registry {
     }
 }
 
-impl Inner {
-    /// Remembers an emptied room's counter, forgetting counters older than
-    /// [`RETIRE_FOR`]; bounded so that a flood of short-lived rooms cannot grow it
-    /// without limit (a forgotten counter only means the room starts again at 1).
-    fn retire(&mut self, room: &str, next_id: ParticipantId) {
-        const MAX_RETIRED: usize = 10_000;
-        let now = Instant::now();
-        if self.retired.len() >= MAX_RETIRED {
-            self.retired
-                .retain(|_, (_, at)| now.duration_since(*at) < RETIRE_FOR);
-        }
-        if self.retired.len() < MAX_RETIRED {
-            self.retired.insert(room.to_owned(), (next_id, now));
-        }
-    }
-}
-
 fn text(message: &ServerMessage) -> Utf8Bytes {
     message.to_json().into()
 }
@@ -244,6 +245,11 @@ fn text(message: &ServerMessage) -> Utf8Bytes {
 mod tests {
     use super::*;
     use crate::outbox::{Outbound, OutboxReceiver};
+
+    fn registry(max_rooms: usize, max_participants: usize) -> Registry {
+        let sfu = sfu::Sfu::new(sfu::SfuConfig::default()).expect("sfu");
+        Registry::new(max_rooms, max_participants, sfu)
+    }
 
     fn member() -> (Outbox, OutboxReceiver) {
         Outbox::new(16)
@@ -268,13 +274,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn join_welcomes_with_the_roster_and_announces_to_the_others() {
-        let reg = Registry::new(10, 10);
+    #[tokio::test]
+    async fn join_welcomes_with_the_roster_and_announces_to_the_others() {
+        let reg = registry(10, 10);
         let (a, mut a_rx) = member();
         let (b, mut b_rx) = member();
-        assert_eq!(reg.join("r", "A", "pk1", a).unwrap(), 1);
-        assert_eq!(reg.join("r", "B", "pk2", b).unwrap(), 2);
+        assert_eq!(reg.join("r", "A", "pk1", a).unwrap().id, 1);
+        assert_eq!(reg.join("r", "B", "pk2", b).unwrap().id, 2);
 
         assert_eq!(
             drain(&mut a_rx),
@@ -304,29 +310,54 @@ mod tests {
         assert_eq!(reg.counts(), (1, 2));
     }
 
-    #[test]
-    fn ids_count_per_room_in_join_order_and_are_not_reused_when_a_room_refills() {
-        let reg = Registry::new(10, 10);
-        let id1 = reg.join("r", "A", "pk", member().0).unwrap();
-        let id2 = reg.join("r", "B", "pk", member().0).unwrap();
-        let other = reg.join("s", "C", "pk", member().0).unwrap();
+    #[tokio::test]
+    async fn ids_count_per_room_in_join_order_and_restart_in_a_recreated_room() {
+        let reg = registry(10, 10);
+        let id1 = reg.join("r", "A", "pk", member().0).unwrap().id;
+        let id2 = reg.join("r", "B", "pk", member().0).unwrap().id;
+        let other = reg.join("s", "C", "pk", member().0).unwrap().id;
         assert_eq!(
             (id1, id2, other),
             (1, 2, 1),
             "small per-room ids keep KIDs short"
         );
+        assert_eq!(reg.sfu.stats().rooms, 2, "each room has its SFU room");
         assert!(reg.leave("r", id1) && reg.leave("r", id2));
         assert_eq!(reg.counts(), (1, 1), "empty room is dropped");
-        let id3 = reg.join("r", "A", "pk", member().0).unwrap();
-        assert_eq!(id3, 3, "a refilled room continues its counter");
+        assert_eq!(reg.sfu.stats().rooms, 1, "and its SFU room with it");
+        let again = reg.join("r", "A", "pk", member().0).unwrap();
+        assert_eq!(again.id, 1, "a re-created room starts again");
+        assert_eq!(
+            reg.sfu.stats().participants,
+            4,
+            "in a new SFU room, apart from the old"
+        );
     }
 
-    #[test]
-    fn leave_announces_and_is_idempotent() {
-        let reg = Registry::new(10, 10);
+    #[tokio::test]
+    async fn a_join_the_media_plane_refuses_sends_no_welcome_and_leaves_nothing() {
+        let reg = registry(10, 10);
         let (a, mut a_rx) = member();
-        let id_a = reg.join("r", "A", "pk1", a).unwrap();
-        let id_b = reg.join("r", "B", "pk2", member().0).unwrap();
+        let a_id = reg.join("r", "A", "pk1", a).unwrap().id;
+        drain(&mut a_rx);
+        reg.sfu.shutdown().await;
+        for room in ["r", "new"] {
+            let (b, mut b_rx) = member();
+            let refused = reg.join(room, "B", "pk2", b).err().expect("refused");
+            assert_eq!(refused.code, ErrorCode::Internal);
+            assert!(drain(&mut b_rx).is_empty(), "no welcome to roll back");
+        }
+        assert!(drain(&mut a_rx).is_empty(), "nobody heard of B");
+        assert_eq!(reg.roster("r"), vec![info(a_id, "A")]);
+        assert_eq!(reg.counts(), (1, 1), "no room left behind");
+    }
+
+    #[tokio::test]
+    async fn leave_announces_and_is_idempotent() {
+        let reg = registry(10, 10);
+        let (a, mut a_rx) = member();
+        let id_a = reg.join("r", "A", "pk1", a).unwrap().id;
+        let id_b = reg.join("r", "B", "pk2", member().0).unwrap().id;
         drain(&mut a_rx);
         assert!(reg.leave("r", id_b));
         assert!(!reg.leave("r", id_b));
@@ -338,18 +369,24 @@ mod tests {
         assert_eq!(reg.roster("r"), vec![info(id_a, "A")]);
     }
 
-    #[test]
-    fn room_and_participant_limits_hold() {
-        let reg = Registry::new(2, 2);
+    #[tokio::test]
+    async fn room_and_participant_limits_hold() {
+        let reg = registry(2, 2);
         reg.join("r", "A", "pk", member().0).unwrap();
         reg.join("r", "B", "pk", member().0).unwrap();
         assert_eq!(
-            reg.join("r", "C", "pk", member().0).unwrap_err().code,
+            reg.join("r", "C", "pk", member().0)
+                .err()
+                .expect("refused")
+                .code,
             ErrorCode::RoomFull
         );
         reg.join("s", "D", "pk", member().0).unwrap();
         assert_eq!(
-            reg.join("t", "E", "pk", member().0).unwrap_err().code,
+            reg.join("t", "E", "pk", member().0)
+                .err()
+                .expect("refused")
+                .code,
             ErrorCode::TooManyRooms
         );
         // Joining an existing room is fine while the room count is at its limit.
@@ -358,24 +395,24 @@ mod tests {
         // A refused join consumed no id: the next one follows the last success.
         let (g, mut g_rx) = member();
         assert!(reg.leave("r", 2));
-        assert_eq!(reg.join("r", "G", "pk", g).unwrap(), 3);
+        assert_eq!(reg.join("r", "G", "pk", g).unwrap().id, 3);
         assert!(matches!(
             drain(&mut g_rx).first(),
             Some(ServerMessage::Welcome { id: 3, .. })
         ));
     }
 
-    #[test]
-    fn e2ee_reaches_exactly_its_recipient_with_stamped_sender() {
-        let reg = Registry::new(10, 10);
+    #[tokio::test]
+    async fn e2ee_reaches_exactly_its_recipient_with_stamped_sender() {
+        let reg = registry(10, 10);
         let (a, mut a_rx) = member();
         let (b, mut b_rx) = member();
         let (c, mut c_rx) = member();
         let (other, mut other_rx) = member();
-        let a_id = reg.join("r", "A", "pk", a).unwrap();
-        let b_id = reg.join("r", "B", "pk", b).unwrap();
-        let _c_id = reg.join("r", "C", "pk", c).unwrap();
-        let other_id = reg.join("elsewhere", "O", "pk", other).unwrap();
+        let a_id = reg.join("r", "A", "pk", a).unwrap().id;
+        let b_id = reg.join("r", "B", "pk", b).unwrap().id;
+        let _c_id = reg.join("r", "C", "pk", c).unwrap().id;
+        let other_id = reg.join("elsewhere", "O", "pk", other).unwrap().id;
         for rx in [&mut a_rx, &mut b_rx, &mut c_rx, &mut other_rx] {
             drain(rx);
         }
@@ -401,13 +438,13 @@ mod tests {
         assert!(drain(&mut other_rx).is_empty());
     }
 
-    #[test]
-    fn a_full_outbox_signals_too_slow_and_does_not_block_others() {
-        let reg = Registry::new(10, 10);
+    #[tokio::test]
+    async fn a_full_outbox_signals_too_slow_and_does_not_block_others() {
+        let reg = registry(10, 10);
         let (slow, slow_rx) = Outbox::new(1);
         let (a, mut a_rx) = member();
-        let slow_id = reg.join("r", "S", "pk", slow).unwrap(); // welcome fills it
-        let a_id = reg.join("r", "A", "pk", a).unwrap(); // joined: dropped, too slow
+        let slow_id = reg.join("r", "S", "pk", slow).unwrap().id; // welcome fills it
+        let a_id = reg.join("r", "A", "pk", a).unwrap().id; // joined: dropped, too slow
         reg.relay_e2ee("r", a_id, slow_id, "AQ".into()).unwrap();
         use futures_util::FutureExt as _;
         assert!(

@@ -1,10 +1,11 @@
 //! One room as signaling sees it: the roster of participants with their names,
 //! public keys and outboxes.
 //!
-//! This is separate from the SFU's notion of a room (which holds PeerConnections and
-//! tracks): the roster is what the E2EE layer needs (who is here, with which key), and
-//! it is the signaling server's to keep. A `BTreeMap` keeps it in ascending id order,
-//! which is the order `welcome` promises.
+//! The room owns its media: the SFU room ([`sfu::Router`]) lives exactly as long as this
+//! room, and every member is in both from the same step (`Registry::join_with`). The
+//! roster is what the E2EE layer needs (who is here, with which key); the SFU room holds
+//! PeerConnections and tracks. A `BTreeMap` keeps the roster in ascending id order, which
+//! is the order `welcome` promises.
 
 use std::collections::BTreeMap;
 
@@ -22,32 +23,38 @@ pub(crate) struct Member {
     pub outbox: Outbox,
 }
 
-/// The participants of one room, by ascending id, and its id counter.
-#[derive(Debug)]
+/// The participants of one room, by ascending id, its id counter and its SFU room.
 pub(crate) struct Room {
     members: BTreeMap<ParticipantId, Member>,
     next_id: ParticipantId,
+    router: sfu::Router,
 }
 
 impl Room {
-    /// An empty room whose next participant gets `next_id`.
-    pub fn new(next_id: ParticipantId) -> Self {
+    /// An empty room around its SFU room; ids start at 1.
+    pub fn new(router: sfu::Router) -> Self {
         Room {
             members: BTreeMap::new(),
-            next_id,
+            next_id: 1,
+            router,
         }
     }
 
-    /// Hands out the next participant id.
+    /// The id the next participant gets.
+    pub fn next_id(&self) -> ParticipantId {
+        self.next_id
+    }
+
+    /// Consumes the id [`Room::next_id`] returned.
     pub fn take_id(&mut self) -> ParticipantId {
         let id = self.next_id;
         self.next_id += 1;
         id
     }
 
-    /// The id the next participant would get.
-    pub fn next_id(&self) -> ParticipantId {
-        self.next_id
+    /// The SFU room.
+    pub fn router(&self) -> &sfu::Router {
+        &self.router
     }
 
     /// Number of participants.

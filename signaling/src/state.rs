@@ -35,7 +35,7 @@ impl AppState {
     pub fn new(config: Config, sfu: sfu::Sfu, turn: TurnService, tls: Option<Arc<Tls>>) -> Self {
         let limits = &config.limits;
         AppState {
-            registry: Registry::new(limits.max_rooms, limits.max_participants),
+            registry: Registry::new(limits.max_rooms, limits.max_participants, sfu.clone()),
             admission: Admission::new(
                 limits.max_connections,
                 limits,
