@@ -16,6 +16,8 @@
 
 mod audio_level;
 mod config;
+/// Routing of the one media port's datagrams to PeerConnections (not yet wired in).
+pub mod demux;
 mod down_track;
 mod error;
 mod forwarder;
@@ -30,6 +32,8 @@ mod sfu;
 mod stats;
 #[cfg(feature = "test-tap")]
 pub mod tap;
+/// The media plane's batched UDP socket (not yet wired in).
+pub mod udp;
 
 pub use config::SfuConfig;
 pub use error::SfuError;
