@@ -209,6 +209,12 @@ impl<K: Copy + Eq + Hash + Debug> Demux<K> {
         Some(key)
     }
 
+    /// The key whose local ufrag this is (what an ICE-TCP connection's first Binding
+    /// request is checked against, see [`crate::ice_tcp`]).
+    pub fn key_for_ufrag(&self, local_ufrag: &str) -> Option<K> {
+        self.by_ufrag.get(local_ufrag).copied()
+    }
+
     /// The key an address routes to, if it is known.
     pub fn key_of(&self, addr: SocketAddr) -> Option<K> {
         self.by_addr.get(&addr).copied()
@@ -450,6 +456,23 @@ mod tests {
         assert_eq!(d.addrs_of(1).count(), 0);
         assert_eq!(d.addrs_of(2).collect::<Vec<_>>(), vec![addr(1)]);
         assert_eq!(d.stats().moved, 1);
+    }
+
+    #[test]
+    fn ufrags_are_looked_up_until_unregistered() {
+        let mut d = Demux::default();
+        d.register_ufrag("sfuA", 1u32).unwrap();
+        assert_eq!(d.key_for_ufrag("sfuA"), Some(1));
+        assert_eq!(d.key_for_ufrag("sfuB"), None);
+        d.register_ufrag("sfuA2", 1u32).unwrap();
+        assert_eq!(
+            d.key_for_ufrag("sfuA"),
+            None,
+            "an ICE restart replaces the ufrag"
+        );
+        assert_eq!(d.key_for_ufrag("sfuA2"), Some(1));
+        d.unregister(1);
+        assert_eq!(d.key_for_ufrag("sfuA2"), None);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub mod demux;
 mod down_track;
 mod error;
 mod forwarder;
+/// ICE over TCP: RFC 4571 framing and passive RFC 6544 connections (not yet wired in).
+pub mod ice_tcp;
 mod negotiation;
 mod participant;
 mod port_pool;
