@@ -12,6 +12,12 @@ pub struct SfuConfig {
     /// Ports handed out to PeerConnections, one port per PeerConnection today.
     /// Default 40000..=40999.
     pub udp_ports: RangeInclusive<u16>,
+    /// One UDP port for every participant (the single-port engine): worker `i` binds
+    /// `udp_port + i`. `None` (the default for now) keeps one port per PeerConnection from
+    /// `udp_ports`. Port 0 lets the OS choose (tests).
+    pub udp_port: Option<u16>,
+    /// Media worker threads of the single-port engine (each with its own port). Default 1.
+    pub udp_workers: usize,
     /// NAT 1:1: announced in ICE candidates instead of `bind_ip`.
     pub public_ip: Option<IpAddr>,
     /// Minimum interval between keyframe requests (PLI) sent to one publisher's track.
@@ -27,6 +33,8 @@ impl Default for SfuConfig {
         Self {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             udp_ports: 40000..=40999,
+            udp_port: None,
+            udp_workers: 1,
             public_ip: None,
             pli_min_interval: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(15),

@@ -19,8 +19,11 @@ mod config;
 /// Routing of the one media port's datagrams to PeerConnections (not yet wired in).
 pub mod demux;
 mod down_track;
+/// The single-port media engine: `rtc` PeerConnections driven by worker threads.
+mod engine;
 mod error;
 mod forwarder;
+mod handle;
 /// ICE over TCP: RFC 4571 framing and passive RFC 6544 connections (not yet wired in).
 pub mod ice_tcp;
 mod negotiation;
@@ -39,7 +42,7 @@ pub mod udp;
 
 pub use config::SfuConfig;
 pub use error::SfuError;
-pub use participant::ParticipantHandle;
+pub use handle::ParticipantHandle;
 pub use sfu::{Router, Sfu};
 pub use stats::SfuStats;
 
@@ -47,7 +50,7 @@ pub use stats::SfuStats;
 pub type ParticipantId = u64;
 
 /// Which of a participant's two PeerConnections something is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PcKind {
     /// The client offers and sends its tracks to the SFU.
     Publish,

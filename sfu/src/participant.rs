@@ -9,7 +9,7 @@
 //!
 //! Every participant runs one actor task that owns its publish and subscribe PCs and does
 //! all their WebRTC work in order: the client's offers, answers and candidates (from
-//! [`ParticipantHandle`]), subscriptions the room asks for, and PC events (new tracks,
+//! [`ActorHandle`]), subscriptions the room asks for, and PC events (new tracks,
 //! candidates, failures). One owner means no locks around a PC and a natural queue for
 //! renegotiation ([`Negotiation`]): changes that arrive while an offer is out are folded
 //! into the next one.
@@ -53,9 +53,9 @@ pub(crate) enum Cmd {
     Leave(oneshot::Sender<()>),
 }
 
-/// One participant's handle, used by signaling. Cheap to clone.
+/// One participant's handle on its actor (behind [`crate::ParticipantHandle`]). Cheap to clone.
 #[derive(Clone)]
-pub struct ParticipantHandle {
+pub(crate) struct ActorHandle {
     id: ParticipantId,
     room: Arc<Room>,
     /// Not the whole [`Member`]: the handle must not keep the event stream open after leave.
@@ -64,7 +64,7 @@ pub struct ParticipantHandle {
     shared: Arc<Shared>,
 }
 
-impl ParticipantHandle {
+impl ActorHandle {
     /// This participant's id.
     pub fn id(&self) -> ParticipantId {
         self.id
@@ -138,8 +138,8 @@ pub(crate) struct Parts {
 }
 
 /// Starts the participant's actor and returns its handle.
-pub(crate) fn spawn(parts: Parts) -> ParticipantHandle {
-    let handle = ParticipantHandle {
+pub(crate) fn spawn(parts: Parts) -> ActorHandle {
+    let handle = ActorHandle {
         id: parts.id,
         room: Arc::clone(&parts.room),
         cmds: parts.member.cmds.clone(),

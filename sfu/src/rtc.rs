@@ -160,7 +160,7 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-fn opus_codec() -> RTCRtpCodec {
+pub(crate) fn opus_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
         clock_rate: 48000,
@@ -170,7 +170,7 @@ fn opus_codec() -> RTCRtpCodec {
     }
 }
 
-fn vp8_codec() -> RTCRtpCodec {
+pub(crate) fn vp8_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_VP8.to_owned(),
         clock_rate: 90000,
@@ -188,7 +188,7 @@ fn rtc_err(context: &str, err: impl std::fmt::Display) -> SfuError {
 }
 
 /// The media engine and interceptor chain every SFU connection uses.
-fn media_setup() -> Result<(MediaEngine, Registry), SfuError> {
+pub(crate) fn media_setup() -> Result<(MediaEngine, Registry), SfuError> {
     let mut engine = MediaEngine::default();
     engine
         .register_codec(
@@ -535,7 +535,7 @@ fn announce_candidate(candidate: &str, net: NetSettings) -> String {
 }
 
 /// Applies [`announce_candidate`] to every `a=candidate:` line of an SDP.
-fn announce_sdp(sdp: &str, net: NetSettings) -> String {
+pub(crate) fn announce_sdp(sdp: &str, net: NetSettings) -> String {
     if net.public_ip.is_none() {
         return sdp.to_owned();
     }

@@ -7,6 +7,7 @@
 //! a room re-created under the same name is a new `Router`, apart from the old one whose
 //! last participants may still be leaving.
 
+use crate::engine::{Engine, EngineRoom};
 use crate::participant::{self, Parts};
 use crate::port_pool::PortPool;
 use crate::room::{AddError, Member, Room, SPEAKER_INTERVAL};
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     rooms: Mutex<HashMap<u64, Weak<Room>>>,
     room_serial: AtomicU64,
     shutting_down: AtomicBool,
+    /// The single-port engine, when `udp_port` is configured.
+    engine: Option<Engine>,
     ssrc_seed: u32,
     ssrc_seq: AtomicU32,
     #[cfg(feature = "test-tap")]
@@ -46,12 +49,8 @@ impl Shared {
     pub fn next_ssrc(&self) -> u32 {
         loop {
             let n = self.ssrc_seq.fetch_add(1, Ordering::Relaxed);
-            let mut x = n ^ self.ssrc_seed;
-            x = (x ^ (x >> 16)).wrapping_mul(0x7feb_352d);
-            x = (x ^ (x >> 15)).wrapping_mul(0x846c_a68b);
-            x ^= x >> 16;
-            if x != 0 {
-                return x;
+            if let Some(ssrc) = scramble_ssrc(n, self.ssrc_seed) {
+                return ssrc;
             }
         }
     }
@@ -80,6 +79,16 @@ impl Shared {
         }
         Err(last_err)
     }
+}
+
+/// Counter `n` scrambled by a bijection keyed by `seed`: unique SSRCs that do not reveal
+/// join order. `None` for the one `n` that maps to 0 (not a usable SSRC).
+pub(crate) fn scramble_ssrc(n: u32, seed: u32) -> Option<u32> {
+    let mut x = n ^ seed;
+    x = (x ^ (x >> 16)).wrapping_mul(0x7feb_352d);
+    x = (x ^ (x >> 15)).wrapping_mul(0x846c_a68b);
+    x ^= x >> 16;
+    (x != 0).then_some(x)
 }
 
 async fn speaker_loop(room: Weak<Room>) {
@@ -124,6 +133,19 @@ impl Sfu {
         let seed = std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish() as u32;
+        let counters = Arc::new(Counters::default());
+        #[cfg(feature = "test-tap")]
+        let tap = crate::tap::TapSlot::default();
+        let engine = match config.udp_port {
+            Some(port) => Some(Engine::start(
+                &config,
+                port,
+                Arc::clone(&counters),
+                #[cfg(feature = "test-tap")]
+                tap.clone(),
+            )?),
+            None => None,
+        };
         Ok(Sfu {
             shared: Arc::new(Shared {
                 net: NetSettings {
@@ -132,14 +154,15 @@ impl Sfu {
                 },
                 ports: PortPool::new(config.udp_ports.clone()),
                 config,
-                counters: Arc::new(Counters::default()),
+                counters,
                 rooms: Mutex::default(),
                 room_serial: AtomicU64::new(0),
                 shutting_down: AtomicBool::new(false),
+                engine,
                 ssrc_seed: seed,
                 ssrc_seq: AtomicU32::new(1),
                 #[cfg(feature = "test-tap")]
-                tap: Default::default(),
+                tap,
             }),
         })
     }
@@ -151,17 +174,31 @@ impl Sfu {
         if shared.shutting_down.load(Ordering::Acquire) {
             return Err(SfuError::ShuttingDown);
         }
+        let engine_room = shared.engine.as_ref().map(|e| e.open_room(name));
         let room = Room::new(name.to_owned(), Arc::clone(&shared.counters));
         let serial = shared.room_serial.fetch_add(1, Ordering::Relaxed);
         shared.rooms().insert(serial, Arc::downgrade(&room));
         shared.counters.rooms.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(speaker_loop(Arc::downgrade(&room)));
+        if engine_room.is_none() {
+            tokio::spawn(speaker_loop(Arc::downgrade(&room)));
+        }
         tracing::info!(room = %name, "room opened");
         Ok(Router {
             shared: Arc::clone(shared),
             room,
+            engine_room,
             serial,
         })
+    }
+
+    /// The single-port engine's UDP socket addresses (one per worker; empty with one port
+    /// per PeerConnection). ICE candidates announce these (or `public_ip` with their ports).
+    pub fn media_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.shared
+            .engine
+            .as_ref()
+            .map(|e| e.local_addrs())
+            .unwrap_or_default()
     }
 
     /// A cheap snapshot of the counters (atomics).
@@ -172,6 +209,9 @@ impl Sfu {
     /// Closes every PeerConnection; later joins fail with [`SfuError::ShuttingDown`].
     pub async fn shutdown(&self) {
         self.shared.shutting_down.store(true, Ordering::Release);
+        if let Some(engine) = &self.shared.engine {
+            engine.shutdown().await;
+        }
         let rooms: Vec<Arc<Room>> = self
             .shared
             .rooms()
@@ -197,7 +237,10 @@ impl Sfu {
 /// closes the room (participants still in it leave as usual).
 pub struct Router {
     shared: Arc<Shared>,
+    /// The room's name and roster (the per-connection engine keeps its state here).
     room: Arc<Room>,
+    /// The room on its worker, with the single-port engine.
+    engine_room: Option<EngineRoom>,
     serial: u64,
 }
 
@@ -223,6 +266,13 @@ impl Router {
                 }
             }
         });
+        if let Some(engine_room) = &self.engine_room {
+            if self.room.is_closed() {
+                return Err(SfuError::ShuttingDown);
+            }
+            let handle = engine_room.join(id, events_tx)?;
+            return Ok((ParticipantHandle::engine(id, handle), out_rx));
+        }
         let (cmds_tx, cmds_rx) = mpsc::unbounded_channel();
         let member = Member {
             cmds: cmds_tx,
@@ -243,7 +293,7 @@ impl Router {
             shared: Arc::clone(shared),
             cmds: cmds_rx,
         });
-        Ok((handle, out_rx))
+        Ok((ParticipantHandle::actor(handle), out_rx))
     }
 
     /// The room's name.

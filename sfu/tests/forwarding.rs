@@ -616,6 +616,14 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The single-port engine on an OS-chosen port.
+fn single_port() -> SfuConfig {
+    SfuConfig {
+        udp_port: Some(0),
+        ..SfuConfig::default()
+    }
+}
+
 fn config(ports: std::ops::RangeInclusive<u16>) -> SfuConfig {
     SfuConfig {
         udp_ports: ports,
@@ -625,6 +633,15 @@ fn config(ports: std::ops::RangeInclusive<u16>) -> SfuConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_byte_identical_and_handles_join_and_leave() {
+    forwards_byte_identical_and_handles_join_and_leave_on(config(47000..=47099)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_port_forwards_byte_identical_and_handles_join_and_leave() {
+    forwards_byte_identical_and_handles_join_and_leave_on(single_port()).await;
+}
+
+async fn forwards_byte_identical_and_handles_join_and_leave_on(config: SfuConfig) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -632,7 +649,7 @@ async fn forwards_byte_identical_and_handles_join_and_leave() {
         )
         .with_test_writer()
         .try_init();
-    let sfu = Sfu::new(config(47000..=47099)).expect("sfu");
+    let sfu = Sfu::new(config).expect("sfu");
     let room = sfu.open_room("room").expect("room");
     let tapped = Arc::new(AtomicU64::new(0));
     let tap_corrupt = Arc::new(AtomicU64::new(0));
@@ -803,7 +820,16 @@ async fn forwards_byte_identical_and_handles_join_and_leave() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_errors_and_others_keep_working() {
-    let sfu = Sfu::new(config(47100..=47119)).expect("sfu");
+    bad_input_gets_errors_and_others_keep_working_on(config(47100..=47119)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_port_bad_input_gets_errors_and_others_keep_working() {
+    bad_input_gets_errors_and_others_keep_working_on(single_port()).await;
+}
+
+async fn bad_input_gets_errors_and_others_keep_working_on(config: SfuConfig) {
+    let sfu = Sfu::new(config).expect("sfu");
     let bad = sfu.open_room("bad").expect("room");
     let mut a = join(&bad, 1).await;
     let b = join(&bad, 2).await;
@@ -853,7 +879,17 @@ async fn bad_input_gets_errors_and_others_keep_working() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "load check; run explicitly"]
 async fn load_4x4() {
-    let sfu = Sfu::new(config(47300..=47399)).expect("sfu");
+    load_4x4_on(config(47300..=47399)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "load check; run explicitly"]
+async fn single_port_load_4x4() {
+    load_4x4_on(single_port()).await;
+}
+
+async fn load_4x4_on(config: SfuConfig) {
+    let sfu = Sfu::new(config).expect("sfu");
     let load = sfu.open_room("load").expect("room");
     let mut peers = Vec::new();
     for id in 1..=8 {
@@ -917,7 +953,16 @@ async fn load_4x4() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_track_flows_only_after_the_subscriber_answered_its_offer() {
-    let sfu = Sfu::new(config(47120..=47139)).expect("sfu");
+    a_new_track_flows_only_after_the_subscriber_answered_its_offer_on(config(47120..=47139)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_port_a_new_track_flows_only_after_the_subscriber_answered_its_offer() {
+    a_new_track_flows_only_after_the_subscriber_answered_its_offer_on(single_port()).await;
+}
+
+async fn a_new_track_flows_only_after_the_subscriber_answered_its_offer_on(config: SfuConfig) {
+    let sfu = Sfu::new(config).expect("sfu");
     let room = sfu.open_room("room").expect("room");
     let mut c = join(&room, 3).await;
     c.publish(20, 1).await;
@@ -956,7 +1001,21 @@ async fn a_new_track_flows_only_after_the_subscriber_answered_its_offer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_forwarded_to_a_subscriber_that_answered_but_never_connected() {
-    let sfu = Sfu::new(config(47140..=47149)).expect("sfu");
+    nothing_is_forwarded_to_a_subscriber_that_answered_but_never_connected_on(config(
+        47140..=47149,
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_port_nothing_is_forwarded_to_a_subscriber_that_answered_but_never_connected() {
+    nothing_is_forwarded_to_a_subscriber_that_answered_but_never_connected_on(single_port()).await;
+}
+
+async fn nothing_is_forwarded_to_a_subscriber_that_answered_but_never_connected_on(
+    config: SfuConfig,
+) {
+    let sfu = Sfu::new(config).expect("sfu");
     let room = sfu.open_room("room").expect("room");
     let mut a = join(&room, 1).await;
     a.publish(20, 1).await;

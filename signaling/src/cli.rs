@@ -49,15 +49,26 @@ pub enum Command {
 }
 
 /// Flags of `sealed serve`.
+/// The media port when neither `--udp-port` nor `--udp-ports` is given.
+pub const DEFAULT_UDP_PORT: u16 = 40000;
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// HTTP and WebSocket listen address.
     #[arg(long, env = "SEALED_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// UDP ports for media, `FIRST-LAST` (one port per PeerConnection; each
-    /// participant uses two).
-    #[arg(long, env = "SEALED_UDP_PORTS", default_value = "40000-40999", value_parser = parse_port_range)]
-    pub udp_ports: RangeInclusive<u16>,
+    /// The one UDP port every participant's media uses (default 40000). With
+    /// `--udp-workers N`, worker `i` listens on this port + `i`.
+    #[arg(long, env = "SEALED_UDP_PORT", conflicts_with = "udp_ports")]
+    pub udp_port: Option<u16>,
+    /// Instead of `--udp-port`: the older media engine, one UDP port per PeerConnection
+    /// from this range, `FIRST-LAST` (each participant with media uses two). Kept for
+    /// side-by-side measurements.
+    #[arg(long, env = "SEALED_UDP_PORTS", value_parser = parse_port_range)]
+    pub udp_ports: Option<RangeInclusive<u16>>,
+    /// Media worker threads of the single-port engine (one UDP port each).
+    #[arg(long, env = "SEALED_UDP_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub udp_workers: u16,
     /// Local IP the media sockets bind to.
     #[arg(long, env = "SEALED_BIND_IP", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub bind_ip: IpAddr,
@@ -230,7 +241,16 @@ impl ServeArgs {
             listen: self.listen,
             sfu: sfu::SfuConfig {
                 bind_ip: self.bind_ip,
-                udp_ports: self.udp_ports,
+                udp_ports: self
+                    .udp_ports
+                    .clone()
+                    .unwrap_or(sfu::SfuConfig::default().udp_ports),
+                udp_port: match (self.udp_port, &self.udp_ports) {
+                    (Some(port), _) => Some(port),
+                    (None, Some(_)) => None,
+                    (None, None) => Some(DEFAULT_UDP_PORT),
+                },
+                udp_workers: usize::from(self.udp_workers),
                 public_ip: self.public_ip,
                 ..sfu::SfuConfig::default()
             },
@@ -441,6 +461,11 @@ mod tests {
             config_of(&["sealed", "--listen", "127.0.0.1:9000", "--max-rooms", "7"]).unwrap();
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.limits.max_rooms, 7);
+        assert_eq!(
+            config.sfu.udp_port,
+            Some(DEFAULT_UDP_PORT),
+            "one media port by default"
+        );
         assert_eq!(config.origins, OriginPolicy::SameHost);
         assert!(config.auth_secret.is_none());
 
@@ -458,6 +483,16 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.sfu.udp_ports, 50000..=50009);
+        assert_eq!(
+            config.sfu.udp_port, None,
+            "a port range asks for the older engine"
+        );
+        let workers = config_of(&["sealed", "--udp-port", "41000", "--udp-workers", "2"]).unwrap();
+        assert_eq!(
+            (workers.sfu.udp_port, workers.sfu.udp_workers),
+            (Some(41000), 2)
+        );
+        assert!(config_of(&["sealed", "--udp-port", "1", "--udp-ports", "2-3"]).is_err());
         assert_eq!(config.sfu.public_ip, Some("203.0.113.5".parse().unwrap()));
         assert_eq!(
             config.origins,

@@ -43,9 +43,13 @@ pub fn soft_limit() -> Option<u64> {
         .map(|(soft, _)| soft)
 }
 
-/// Descriptors the media plane may hold at most: one UDP socket per port of its range.
+/// Descriptors the media plane may hold at most: one UDP socket per worker with the
+/// single-port engine, else one per port of its range.
 pub fn media_descriptors(sfu: &sfu::SfuConfig) -> usize {
-    sfu.udp_ports.clone().count()
+    match sfu.udp_port {
+        Some(_) => sfu.udp_workers.max(1),
+        None => sfu.udp_ports.clone().count(),
+    }
 }
 
 /// How many client connections fit in `soft_limit` descriptors next to `media` media

@@ -119,9 +119,14 @@ impl Server {
             None => None,
         };
         let turn_tls = tls.as_ref().map(|t| t.turn_acceptor()).transpose()?;
-        let turn = TurnService::start(config.turn.clone(), &config.sfu, turn_tls)
-            .await
-            .map_err(ServerError::Turn)?;
+        let turn = TurnService::start(
+            config.turn.clone(),
+            &config.sfu,
+            &sfu.media_addrs(),
+            turn_tls,
+        )
+        .await
+        .map_err(ServerError::Turn)?;
         Ok(Server {
             listener,
             local_addr,

@@ -147,14 +147,19 @@ impl TurnService {
     pub async fn start(
         config: TurnConfig,
         sfu: &sfu::SfuConfig,
+        media_addrs: &[std::net::SocketAddr],
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> std::io::Result<TurnService> {
         let embedded = match &config.embedded {
             Some(embedded) => {
                 let secret = TurnSecret::random();
-                let server =
-                    TurnServer::start(embedded, MediaPeers::from_sfu(sfu), secret.clone(), tls)
-                        .await?;
+                let server = TurnServer::start(
+                    embedded,
+                    MediaPeers::from_sfu(sfu, media_addrs),
+                    secret.clone(),
+                    tls,
+                )
+                .await?;
                 Some((server, secret))
             }
             None => None,

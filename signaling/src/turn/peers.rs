@@ -24,12 +24,13 @@ pub struct MediaPeers {
 }
 
 impl MediaPeers {
-    /// The media addresses of an SFU with this configuration.
+    /// The media addresses of an SFU with this configuration, running with the
+    /// single-port engine's sockets `media_addrs` ([`sfu::Sfu::media_addrs`]).
     ///
-    /// Today: every port of `udp_ports` (one per PeerConnection) on `bind_ip` and
-    /// `public_ip`. When the SFU moves to one port per worker (and ICE-TCP, which a UDP
-    /// relay never reaches), this function changes and nothing else does.
-    pub fn from_sfu(config: &sfu::SfuConfig) -> Self {
+    /// With the single-port engine: the workers' real ports (read from the running SFU,
+    /// so an OS-chosen port is covered); otherwise every port of `udp_ports` (one per
+    /// PeerConnection). Both on `bind_ip` and `public_ip`.
+    pub fn from_sfu(config: &sfu::SfuConfig, media_addrs: &[SocketAddr]) -> Self {
         let local = if config.bind_ip.is_unspecified() {
             // A wildcard-bound SFU is reached on loopback from this host.
             match config.bind_ip {
@@ -48,7 +49,11 @@ impl MediaPeers {
         MediaPeers {
             announced,
             local,
-            ports: vec![config.udp_ports.clone()],
+            ports: if media_addrs.is_empty() {
+                vec![config.udp_ports.clone()]
+            } else {
+                media_addrs.iter().map(|a| a.port()..=a.port()).collect()
+            },
         }
     }
 
@@ -97,7 +102,7 @@ mod tests {
 
     #[test]
     fn only_the_sfu_ports_on_its_ips_are_allowed() {
-        let peers = MediaPeers::from_sfu(&sfu("10.0.0.5", Some("203.0.113.7")));
+        let peers = MediaPeers::from_sfu(&sfu("10.0.0.5", Some("203.0.113.7")), &[]);
         for ok in ["10.0.0.5:40000", "10.0.0.5:40009", "203.0.113.7:40005"] {
             assert!(peers.allows(addr(ok)), "{ok}");
         }
@@ -117,7 +122,7 @@ mod tests {
 
     #[test]
     fn public_addresses_map_to_the_bound_one_and_back() {
-        let peers = MediaPeers::from_sfu(&sfu("10.0.0.5", Some("203.0.113.7")));
+        let peers = MediaPeers::from_sfu(&sfu("10.0.0.5", Some("203.0.113.7")), &[]);
         assert_eq!(peers.local_ip(), addr("10.0.0.5:1").ip());
         assert_eq!(
             peers.to_local(addr("203.0.113.7:40001")),
@@ -130,7 +135,7 @@ mod tests {
         assert_eq!(peers.from_local(addr("10.0.0.5:5000")), None);
         assert_eq!(peers.from_local(addr("10.0.0.9:40001")), None);
 
-        let plain = MediaPeers::from_sfu(&sfu("127.0.0.1", None));
+        let plain = MediaPeers::from_sfu(&sfu("127.0.0.1", None), &[]);
         assert_eq!(
             plain.from_local(addr("127.0.0.1:40002")),
             Some(addr("127.0.0.1:40002"))
@@ -139,7 +144,7 @@ mod tests {
 
     #[test]
     fn a_wildcard_bind_is_reached_on_loopback() {
-        let peers = MediaPeers::from_sfu(&sfu("0.0.0.0", None));
+        let peers = MediaPeers::from_sfu(&sfu("0.0.0.0", None), &[]);
         assert!(peers.allows(addr("127.0.0.1:40000")));
         assert!(!peers.allows(addr("0.0.0.0:40000")));
     }

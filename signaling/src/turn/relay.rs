@@ -142,7 +142,7 @@ mod tests {
         };
         let stats = Arc::new(TurnStats::default());
         let generator = RelayGenerator {
-            peers: MediaPeers::from_sfu(&config),
+            peers: MediaPeers::from_sfu(&config, &[]),
             stats: stats.clone(),
         };
         let (relay, relay_addr) = generator.allocate_conn(true, 0).await.unwrap();

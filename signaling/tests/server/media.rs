@@ -152,3 +152,113 @@ async fn a_media_connection_that_never_connects_is_released() {
     b.recv_type("publish_answer").await;
     assert_eq!(server.sfu().stats().participants, 1);
 }
+
+/// Inodes of the UDP sockets (IPv4 and IPv6) bound to each local port, from
+/// `/proc/net/udp*` (hex `local_address` `ADDR:PORT`, inode in column 10).
+fn udp_inodes_by_port() -> Vec<(u16, u64)> {
+    let mut out = Vec::new();
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(inode)) = (cols.get(1), cols.get(9)) else {
+                continue;
+            };
+            let port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if let (Some(port), Ok(inode)) = (port, inode.parse()) {
+                out.push((port, inode));
+            }
+        }
+    }
+    out
+}
+
+/// The local ports of the UDP sockets process `pid` holds, read from `/proc` (its
+/// descriptors' socket inodes, matched against the kernel's UDP tables).
+fn udp_ports_of(pid: u32) -> Vec<u16> {
+    let inodes: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read the server's descriptors")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let mut ports: Vec<u16> = udp_inodes_by_port()
+        .into_iter()
+        .filter(|(_, inode)| inodes.contains(inode))
+        .map(|(port, _)| port)
+        .collect();
+    ports.sort_unstable();
+    ports
+}
+
+/// The real `sealed` binary with the single-port engine: 24 participants in 4 rooms start
+/// media, and the process holds exactly one UDP socket for all of them — counted by the
+/// kernel, not by our own counters.
+#[tokio::test]
+async fn the_single_port_engine_holds_one_udp_socket_for_every_participant() {
+    use tokio::io::AsyncBufReadExt as _;
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sealed"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--turn", "off"])
+        .args(["--udp-port", &port.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start sealed");
+    let pid = child.id().expect("pid");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            if let Some(rest) = line.split("http://").nth(1) {
+                return rest
+                    .trim_end_matches('/')
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+        }
+        panic!("sealed exited before it said where it listens");
+    })
+    .await
+    .expect("sealed starts");
+    let url = format!("ws://{addr}/ws");
+    assert_eq!(udp_ports_of(pid), [port], "before anyone joined");
+
+    let mut clients = Vec::new();
+    for i in 0..24 {
+        let (mut client, _) = Client::join_url(&url, &format!("room-{}", i % 4), "P").await;
+        client
+            .send(json!({"type": "publish_offer", "sdp": opus_offer()}))
+            .await;
+        let answer = client.recv_type("publish_answer").await;
+        let sdp = answer["sdp"].as_str().unwrap_or_default();
+        assert!(
+            sdp.contains(&format!(" {port} typ host")),
+            "every answer names the one port: {sdp}"
+        );
+        clients.push(client);
+    }
+    assert_eq!(
+        udp_ports_of(pid),
+        [port],
+        "24 publish connections in 4 rooms share the one media socket"
+    );
+    drop(clients);
+    child.kill().await.expect("stop sealed");
+}

@@ -88,7 +88,12 @@ pub struct Client {
 impl Client {
     /// Connects to the server's `/ws`.
     pub async fn connect(server: &ServerHandle) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        Client::connect_url(&server.ws_url()).await
+    }
+
+    /// Connects to a WebSocket URL (a server in another process).
+    pub async fn connect_url(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("connect");
         Client { ws, id: 0 }
@@ -136,7 +141,12 @@ impl Client {
 
     /// Connects and joins; returns the client (with its id) and the welcome.
     pub async fn join(server: &ServerHandle, room: &str, name: &str) -> (Client, Value) {
-        let mut client = Client::connect(server).await;
+        Client::join_url(&server.ws_url(), room, name).await
+    }
+
+    /// Connects to a WebSocket URL and joins.
+    pub async fn join_url(url: &str, room: &str, name: &str) -> (Client, Value) {
+        let mut client = Client::connect_url(url).await;
         client.send(join_msg(room, name)).await;
         let welcome = client.recv_type("welcome").await;
         client.id = welcome["id"].as_u64().expect("welcome.id");

@@ -30,9 +30,9 @@ function freeTcpPort() {
 }
 
 /** A block of UDP ports for the SFU, spread so consecutive tests do not collide. */
-function udpRange(size = 40) {
-  const base = 42000 + Math.floor(Math.random() * 150) * size;
-  return [base, base + size - 1];
+/** A random media port (the single-port engine: one UDP port for every participant). */
+function udpPort() {
+  return 42000 + Math.floor(Math.random() * 6000);
 }
 
 /** GET over HTTP, or over HTTPS accepting the server's self-signed certificate. */
@@ -82,11 +82,11 @@ export async function startServer(t, { name = 'server', port: fixedPort = null, 
     throw new Error('web/pkg/client_wasm.js does not exist: build it first (cargo xtask build-web)');
   }
   const port = fixedPort ?? (await freeTcpPort());
-  const [udpLow, udpHigh] = udpRange();
+  const udp = udpPort();
   const logs = [];
   const child = spawn(
     binary,
-    ['serve', '--listen', `127.0.0.1:${port}`, '--udp-ports', `${udpLow}-${udpHigh}`, ...(tls ? ['--tls-self-signed'] : []), ...args],
+    ['serve', '--listen', `127.0.0.1:${port}`, '--udp-port', String(udp), ...(tls ? ['--tls-self-signed'] : []), ...args],
     {
       cwd: REPO_ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -110,5 +110,5 @@ export async function startServer(t, { name = 'server', port: fixedPort = null, 
   const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   await waitHealthy(url, child, logs, 20000);
   const spki = logs.join('').match(/--ignore-certificate-errors-spki-list=(\S+)/)?.[1] ?? null;
-  return { url, port, udpPorts: [udpLow, udpHigh], logs, spki, stop };
+  return { url, port, udpPorts: [udp, udp], logs, spki, stop };
 }

@@ -47,7 +47,7 @@ impl TestServer {
     /// Starts a server after `tweak` adjusted its config.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = Config::ephemeral();
-        config.sfu.udp_ports = free_udp_range(120);
+        config.sfu.udp_port = Some(0);
         tweak(&mut config);
         let server = Server::bind(config).await.expect("server binds");
         let handle = server.spawn();

@@ -1,0 +1,328 @@
+//! One `rtc` (sans-IO) PeerConnection of the single-port engine and the state the worker
+//! keeps beside it.
+//!
+//! The connection never touches a socket: the worker hands it the datagrams the demux
+//! routed to it (`handle_read`), and takes what it wants to send (`poll_write`). Its ICE
+//! credentials are chosen here, so the worker can register the ufrag with the demux before
+//! the client's first STUN check arrives.
+
+use crate::rtc::{NetSettings, announce_sdp, media_setup};
+use crate::{IceCandidate, PcKind, SfuError, TrackKind};
+use bytes::BytesMut;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
+};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Remote candidates kept while a connection has no remote description yet.
+const MAX_PENDING_CANDIDATES: usize = 32;
+/// ICE-lite consent: no traffic for this long marks the connection disconnected ...
+const ICE_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(5);
+/// ... and this long after that, failed (the participant is then closed).
+const ICE_FAILED_TIMEOUT: Duration = Duration::from_secs(10);
+/// Keepalive interval of the agent.
+const ICE_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A random string of `len` characters from the ICE alphabet (RFC 8445 `ice-char`).
+fn ice_string(len: usize) -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+fn rtc_err(context: &str, err: impl std::fmt::Display) -> SfuError {
+    SfuError::Rtc(format!("{context}: {err}"))
+}
+
+/// One PeerConnection driven by a worker.
+pub(crate) struct Peer {
+    pub kind: PcKind,
+    pub pc: RTCPeerConnection,
+    /// Our ICE username fragment (registered with the demux).
+    pub ufrag: String,
+    /// The worker's socket address: what `handle_read` is told the datagram arrived on.
+    local: SocketAddr,
+    net: NetSettings,
+    /// A remote description has been applied.
+    pub has_remote: bool,
+    /// ICE and DTLS are up (SRTP keys exist).
+    pub connected: bool,
+    /// When the connection must be up by (set at the first offer/answer).
+    pub connect_deadline: Option<Instant>,
+    pending: Vec<IceCandidate>,
+    /// The connection's next timer, cached after every interaction.
+    pub next_timeout: Option<Instant>,
+}
+
+impl Peer {
+    /// Builds a connection that announces the worker's socket `local` as its one host
+    /// candidate.
+    pub fn new(kind: PcKind, local: SocketAddr, net: NetSettings) -> Result<Peer, SfuError> {
+        let (engine, registry) = media_setup()?;
+        let ufrag = ice_string(16);
+        let settings = SettingEngineBuilder::new()
+            .with_lite(true)
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .with_include_loopback_candidate(true)
+            .with_ice_credentials(ufrag.clone(), ice_string(32))
+            .with_ice_timeouts(
+                Some(ICE_DISCONNECTED_TIMEOUT),
+                Some(ICE_FAILED_TIMEOUT),
+                Some(ICE_KEEPALIVE_INTERVAL),
+            )
+            .build();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(engine)
+            .with_setting_engine(settings)
+            .with_interceptor_registry(registry)
+            .build(Instant::now())
+            .map_err(|e| rtc_err("build PeerConnection", e))?;
+        let host = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: local.ip().to_string(),
+                port: local.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()
+        .map_err(|e| rtc_err("host candidate", e))?;
+        let init = RTCIceCandidate::from(&host)
+            .to_json()
+            .map_err(|e| rtc_err("host candidate", e))?;
+        pc.add_local_candidate(init)
+            .map_err(|e| rtc_err("add host candidate", e))?;
+        Ok(Peer {
+            kind,
+            pc,
+            ufrag,
+            local,
+            net,
+            has_remote: false,
+            connected: false,
+            connect_deadline: None,
+            pending: Vec::new(),
+            next_timeout: None,
+        })
+    }
+
+    /// Feeds one datagram from `from`. Errors are the peer's (garbage, a failed check) and
+    /// only logged: they must not end the connection.
+    pub fn read(&mut self, now: Instant, from: SocketAddr, data: BytesMut) {
+        let result = self.pc.handle_read(TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: self.local,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: data,
+        });
+        if let Err(err) = result {
+            tracing::debug!(pc = ?self.kind, %from, %err, "datagram refused");
+        }
+    }
+
+    /// Applies the client's offer and returns our answer. A failure is the client's
+    /// [`SfuError::BadSdp`]; the offer is rolled back so a later valid offer works.
+    pub fn answer(
+        &mut self,
+        now: Instant,
+        offer_sdp: &str,
+        connect_timeout: Duration,
+    ) -> Result<String, SfuError> {
+        let offer = RTCSessionDescription::offer(offer_sdp.to_owned())
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        self.pc
+            .set_remote_description(now, offer)
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let answered = self
+            .pc
+            .create_answer(None)
+            .and_then(|answer| self.pc.set_local_description(now, answer));
+        if let Err(err) = answered {
+            let rolled_back = RTCSessionDescription::rollback(None)
+                .and_then(|rollback| self.pc.set_remote_description(now, rollback));
+            if let Err(err) = rolled_back {
+                tracing::debug!(%err, "rollback of an unanswerable offer");
+            }
+            return Err(SfuError::BadSdp(format!("cannot answer this offer: {err}")));
+        }
+        self.negotiated(now, connect_timeout);
+        self.local_sdp()
+    }
+
+    /// Creates an offer, applies it locally and returns it.
+    pub fn offer(&mut self, now: Instant) -> Result<String, SfuError> {
+        let offer = self
+            .pc
+            .create_offer(None)
+            .map_err(|e| rtc_err("create offer", e))?;
+        self.pc
+            .set_local_description(now, offer)
+            .map_err(|e| rtc_err("set local offer", e))?;
+        self.local_sdp()
+    }
+
+    /// Applies the client's answer to our last offer.
+    pub fn apply_answer(
+        &mut self,
+        now: Instant,
+        answer_sdp: &str,
+        connect_timeout: Duration,
+    ) -> Result<(), SfuError> {
+        let answer = RTCSessionDescription::answer(answer_sdp.to_owned())
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        self.pc
+            .set_remote_description(now, answer)
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        self.negotiated(now, connect_timeout);
+        Ok(())
+    }
+
+    /// A description was exchanged: apply held candidates, start the connect timer.
+    fn negotiated(&mut self, now: Instant, connect_timeout: Duration) {
+        self.has_remote = true;
+        if !self.connected && self.connect_deadline.is_none() {
+            self.connect_deadline = Some(now + connect_timeout);
+        }
+        for candidate in std::mem::take(&mut self.pending) {
+            if let Err(err) = self.add_remote(candidate) {
+                tracing::debug!(%err, "held candidate rejected");
+            }
+        }
+    }
+
+    /// Adds a client candidate, or holds it until there is a remote description.
+    pub fn add_candidate(&mut self, candidate: IceCandidate) -> Result<(), SfuError> {
+        if candidate.candidate.trim().is_empty() {
+            return Ok(());
+        }
+        if self.has_remote {
+            self.add_remote(candidate)
+        } else if self.pending.len() < MAX_PENDING_CANDIDATES {
+            self.pending.push(candidate);
+            Ok(())
+        } else {
+            Err(SfuError::BadCandidate(
+                "too many candidates before the offer".into(),
+            ))
+        }
+    }
+
+    fn add_remote(&mut self, candidate: IceCandidate) -> Result<(), SfuError> {
+        self.pc
+            .add_remote_candidate(RTCIceCandidateInit {
+                candidate: candidate.candidate,
+                sdp_mid: candidate.sdp_mid,
+                sdp_mline_index: candidate.sdp_mline_index,
+                username_fragment: candidate.username_fragment,
+                ..Default::default()
+            })
+            .map_err(|e| SfuError::BadCandidate(e.to_string()))
+    }
+
+    /// Adds a down track: msid `<stream_id> <track_id>`, sending as `ssrc`. With `reuse`,
+    /// it takes over a transceiver of its kind whose earlier track was removed (and that
+    /// removal negotiated), so the subscriber's SDP does not grow with every leave and
+    /// join; otherwise it gets a new send-only transceiver.
+    pub fn add_down_track(
+        &mut self,
+        stream_id: &str,
+        track_id: &str,
+        kind: TrackKind,
+        ssrc: u32,
+        reuse: bool,
+    ) -> Result<RTCRtpSenderId, SfuError> {
+        let (codec_kind, codec) = match kind {
+            TrackKind::Audio => (RtpCodecKind::Audio, crate::rtc::opus_codec()),
+            TrackKind::Video => (RtpCodecKind::Video, crate::rtc::vp8_codec()),
+        };
+        let track = MediaStreamTrack::new(
+            stream_id.to_owned(),
+            track_id.to_owned(),
+            track_id.to_owned(),
+            codec_kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec,
+                ..Default::default()
+            }],
+        );
+        if reuse {
+            // `add_track` takes the first live transceiver of this kind without a sender
+            // and makes it send-only again (inactive + send).
+            return self
+                .pc
+                .add_track(track)
+                .map_err(|e| rtc_err("reuse a transceiver", e));
+        }
+        let transceiver = self
+            .pc
+            .add_transceiver_from_track(
+                track,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Sendonly,
+                    streams: vec![stream_id.to_owned()],
+                    send_encodings: vec![],
+                }),
+            )
+            .map_err(|e| rtc_err("add down track", e))?;
+        self.pc
+            .rtp_transceiver(transceiver)
+            .and_then(|t| t.sender())
+            .ok_or_else(|| SfuError::Rtc("down track has no sender".into()))
+    }
+
+    /// Stops sending a down track (its m-line goes inactive at the next offer).
+    pub fn remove_down_track(&mut self, sender: RTCRtpSenderId) -> Result<(), SfuError> {
+        self.pc
+            .remove_track(sender)
+            .map_err(|e| rtc_err("remove down track", e))
+    }
+
+    /// Runs the connection's timers if due and caches the next one.
+    pub fn on_timer(&mut self, now: Instant) {
+        if self.next_timeout.is_some_and(|t| t <= now)
+            && let Err(err) = self.pc.handle_timeout(now)
+        {
+            tracing::debug!(pc = ?self.kind, %err, "timer");
+        }
+    }
+
+    /// Re-reads the connection's next timer.
+    pub fn refresh_timeout(&mut self) {
+        self.next_timeout = self.pc.poll_timeout();
+    }
+
+    fn local_sdp(&self) -> Result<String, SfuError> {
+        let desc = self
+            .pc
+            .local_description()
+            .ok_or_else(|| SfuError::Rtc("no local description".into()))?;
+        Ok(announce_sdp(&desc.sdp, self.net))
+    }
+}

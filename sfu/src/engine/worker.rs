@@ -1,0 +1,1277 @@
+//! A media worker: one thread, one UDP socket, the rooms pinned to it.
+//!
+//! The loop waits on three things — the socket, the command channel, the earliest timer —
+//! and after each wake sends whatever the connections it touched want to send, grouped by
+//! connection (so by destination: one GSO run per subscriber where the kernel allows).
+
+use super::peer::Peer;
+use super::{Command, RoomKey};
+use crate::audio_level::{AUDIO_LEVEL_URI, ActiveSpeakers, extmap_id, parse_level};
+use crate::demux::{Demux, Route};
+use crate::forwarder::{Forwarder, RtpFields};
+use crate::negotiation::{Negotiation, NextStep};
+use crate::room::SPEAKER_INTERVAL;
+use crate::rtc::{NetSettings, OPUS_PT, VP8_PT};
+use crate::rtcp::{KeyframeLimiter, is_keyframe_request};
+use crate::stats::Counters;
+use crate::udp::{BatchSocket, Datagram, Outgoing};
+use crate::{IceCandidate, ParticipantEvent, ParticipantId, PcKind, SfuError, TrackKind};
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use rtc::sansio::Protocol;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{Interest, Ready};
+use tokio::sync::mpsc;
+
+/// Addresses one connection may be reached from at once (a browser's candidate pairs).
+const MAX_ADDRS_PER_PC: usize = 4;
+/// Receive calls handled per wake before commands and timers get a turn.
+const RECV_CALLS_PER_WAKE: usize = 16;
+/// Datagrams waiting for a writable socket before the oldest are dropped.
+const MAX_OUTGOING: usize = 8192;
+/// How often deadlines (connect timeouts) and active speakers are looked at.
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// Ssrc-free "sender" of the PLIs the SFU sends.
+const PLI_SENDER_SSRC: u32 = 0;
+
+/// What a worker needs besides its socket.
+pub(crate) struct Settings {
+    pub net: NetSettings,
+    pub connect_timeout: Duration,
+    pub pli_min_interval: Duration,
+    pub counters: Arc<Counters>,
+    #[cfg(feature = "test-tap")]
+    pub tap: crate::tap::TapSlot,
+}
+
+/// A member's key on its worker.
+type MemberKey = u64;
+/// A published track's key on its worker.
+type TrackKey = u64;
+
+/// Which connection a datagram belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct PcKey {
+    member: MemberKey,
+    kind: PcKind,
+}
+
+/// Where a down track is in its negotiation: media flows only when the subscriber has
+/// answered the offer naming it and its connection has SRTP keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Added,
+    Offered,
+    Answered,
+    Live,
+}
+
+/// One published track as forwarded to one subscriber.
+struct Down {
+    track: TrackKey,
+    sender: RTCRtpSenderId,
+    /// Our local track id (the publisher's): what `handle_write` is told the packet is of.
+    local_track_id: String,
+    /// The SSRC it sends as (what the subscriber's RTCP names).
+    ssrc: u32,
+    forwarder: Forwarder,
+    stage: Stage,
+    /// No keyframe was asked for it yet.
+    fresh: bool,
+}
+
+/// A subscribe transceiver whose down track was removed, on its way to being reusable: its
+/// removal must reach the subscriber (offered, then answered) before another track may
+/// take it, or the browser could see one m-line change its track without an `ontrack`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Freed {
+    Pending,
+    Offered,
+    Ready,
+}
+
+struct Member {
+    room: RoomKey,
+    id: ParticipantId,
+    events: mpsc::UnboundedSender<ParticipantEvent>,
+    publish: Option<Peer>,
+    subscribe: Option<Peer>,
+    /// Candidates for a connection not built yet.
+    early: Vec<(PcKind, IceCandidate)>,
+    negotiation: Negotiation,
+    downs: Vec<Down>,
+    /// Subscribe transceivers freed by removed down tracks.
+    freed: Vec<(TrackKind, Freed)>,
+    /// Tracks this member publishes, by its track id.
+    published: HashMap<String, TrackKey>,
+    audio_level_ext: u8,
+    closed_sent: bool,
+}
+
+impl Member {
+    fn peer(&mut self, kind: PcKind) -> Option<&mut Peer> {
+        match kind {
+            PcKind::Publish => self.publish.as_mut(),
+            PcKind::Subscribe => self.subscribe.as_mut(),
+        }
+    }
+
+    fn send(&self, event: ParticipantEvent) {
+        let _ = self.events.send(event);
+    }
+}
+
+struct Track {
+    room: RoomKey,
+    publisher: MemberKey,
+    publisher_id: ParticipantId,
+    track_id: String,
+    kind: TrackKind,
+    receiver: RTCRtpReceiverId,
+    media_ssrc: u32,
+    limiter: KeyframeLimiter,
+    /// RFC 6464 levels since the last sample: (packets, sum).
+    levels: (u32, u32),
+    subscribers: Vec<MemberKey>,
+}
+
+struct Room {
+    name: String,
+    members: BTreeMap<ParticipantId, MemberKey>,
+    tracks: Vec<TrackKey>,
+    speakers: ActiveSpeakers,
+}
+
+struct Worker {
+    settings: Settings,
+    local: std::net::SocketAddr,
+    demux: Demux<PcKey>,
+    rooms: HashMap<RoomKey, Room>,
+    members: HashMap<MemberKey, Member>,
+    tracks: HashMap<TrackKey, Track>,
+    next_key: u64,
+    ssrc_seed: u32,
+    /// Connections that may have something to send.
+    dirty: HashSet<PcKey>,
+    outgoing: Vec<Outgoing>,
+    next_housekeeping: Instant,
+    next_speakers: Instant,
+}
+
+/// The worker thread's body: a current-thread runtime around [`Worker::run`].
+pub(crate) fn run(
+    socket: BatchSocket,
+    commands: mpsc::UnboundedReceiver<Command>,
+    settings: Settings,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            tracing::error!(%err, "media worker cannot start its runtime");
+            return;
+        }
+    };
+    let local = socket.local_addr();
+    let now = Instant::now();
+    let worker = Worker {
+        settings,
+        local,
+        demux: Demux::new(MAX_ADDRS_PER_PC),
+        rooms: HashMap::new(),
+        members: HashMap::new(),
+        tracks: HashMap::new(),
+        next_key: 1,
+        ssrc_seed: rand::random(),
+        dirty: HashSet::new(),
+        outgoing: Vec::new(),
+        next_housekeeping: now + HOUSEKEEPING,
+        next_speakers: now + SPEAKER_INTERVAL,
+    };
+    runtime.block_on(worker.run(socket, commands));
+}
+
+impl Worker {
+    async fn run(mut self, socket: BatchSocket, mut commands: mpsc::UnboundedReceiver<Command>) {
+        // SAFETY: the AsyncFd owns the BatchSocket, whose descriptor stays open and the
+        // same until the AsyncFd drops it.
+        let registered = unsafe {
+            AsyncFd::register_with_interest(socket, Interest::READABLE | Interest::WRITABLE)
+        };
+        let mut socket = match registered {
+            Ok(fd) => fd,
+            Err(err) => {
+                tracing::error!(%err, "media worker cannot register its socket");
+                return;
+            }
+        };
+        tracing::info!(addr = %self.local, "media worker started");
+        let mut batch: Vec<Datagram> = Vec::with_capacity(64);
+        loop {
+            self.flush(&mut socket);
+            let deadline = self.next_deadline();
+            let interest = if self.outgoing.is_empty() {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            tokio::select! {
+                biased;
+                command = commands.recv() => {
+                    match command {
+                        None => break,
+                        Some(Command::Shutdown { reply }) => {
+                            self.close_everything();
+                            self.flush(&mut socket);
+                            let _ = reply.send(());
+                            break;
+                        }
+                        Some(command) => self.command(command),
+                    }
+                }
+                ready = socket.ready_mut(interest) => {
+                    let Ok(mut guard) = ready else { break };
+                    let ready = guard.ready();
+                    if ready.is_writable() {
+                        match guard.get_inner_mut().send_batch(&mut self.outgoing) {
+                            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                                guard.clear_ready_matching(Ready::WRITABLE);
+                            }
+                            Err(err) => tracing::warn!(%err, "UDP send"),
+                            Ok(_) if !self.outgoing.is_empty() => {
+                                guard.clear_ready_matching(Ready::WRITABLE);
+                            }
+                            Ok(_) => {}
+                        }
+                    }
+                    if ready.is_readable() {
+                        for _ in 0..RECV_CALLS_PER_WAKE {
+                            batch.clear();
+                            match guard.get_inner_mut().recv_batch(&mut batch) {
+                                Ok(_) => {
+                                    let now = Instant::now();
+                                    for datagram in batch.drain(..) {
+                                        self.datagram(now, datagram);
+                                    }
+                                    self.drain_dirty();
+                                }
+                                Err(err) => {
+                                    if err.kind() == io::ErrorKind::WouldBlock {
+                                        guard.clear_ready_matching(Ready::READABLE);
+                                    } else {
+                                        tracing::debug!(%err, "UDP receive");
+                                    }
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(deadline.into()) => {}
+            }
+            self.timers(Instant::now());
+        }
+        tracing::info!(addr = %self.local, "media worker stopped");
+    }
+
+    /// Sends what is queued; what the kernel does not take now waits for writability.
+    fn flush(&mut self, socket: &mut AsyncFd<BatchSocket>) {
+        self.drain_dirty();
+        if self.outgoing.is_empty() {
+            return;
+        }
+        if let Err(err) = socket.get_mut().send_batch(&mut self.outgoing)
+            && err.kind() != io::ErrorKind::WouldBlock
+        {
+            tracing::warn!(%err, "UDP send");
+        }
+        if self.outgoing.len() > MAX_OUTGOING {
+            let excess = self.outgoing.len() - MAX_OUTGOING;
+            self.outgoing.drain(..excess);
+            self.settings
+                .counters
+                .dropped_packets
+                .fetch_add(excess as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let mut deadline = self.next_housekeeping;
+        for member in self.members.values() {
+            for peer in [&member.publish, &member.subscribe].into_iter().flatten() {
+                if let Some(t) = peer.next_timeout
+                    && t < deadline
+                {
+                    deadline = t;
+                }
+            }
+        }
+        deadline
+    }
+
+    fn key(&mut self) -> u64 {
+        let key = self.next_key;
+        self.next_key += 1;
+        key
+    }
+
+    /// A fresh down-track SSRC (unique, not revealing join order).
+    fn next_ssrc(&mut self) -> u32 {
+        loop {
+            let n = self.key() as u32;
+            if let Some(ssrc) = crate::sfu::scramble_ssrc(n, self.ssrc_seed) {
+                return ssrc;
+            }
+        }
+    }
+
+    // ----- commands -------------------------------------------------------------------
+
+    fn command(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::OpenRoom { room, name } => {
+                self.rooms.insert(
+                    room,
+                    Room {
+                        name,
+                        members: BTreeMap::new(),
+                        tracks: Vec::new(),
+                        speakers: ActiveSpeakers::default(),
+                    },
+                );
+            }
+            Command::CloseRoom { room } => {
+                let members: Vec<MemberKey> = self
+                    .rooms
+                    .get(&room)
+                    .map(|r| r.members.values().copied().collect())
+                    .unwrap_or_default();
+                for member in members {
+                    self.remove_member(member);
+                }
+                if let Some(room) = self.rooms.remove(&room) {
+                    tracing::debug!(room = %room.name, "room closed on its worker");
+                }
+            }
+            Command::Join { room, id, events } => self.join(room, id, events),
+            Command::PublishOffer {
+                room,
+                id,
+                sdp,
+                reply,
+            } => {
+                let result = self.publish_offer(now, room, id, &sdp);
+                let _ = reply.send(result);
+            }
+            Command::SubscribeAnswer {
+                room,
+                id,
+                sdp,
+                reply,
+            } => {
+                let result = self.subscribe_answer(now, room, id, &sdp);
+                let _ = reply.send(result);
+            }
+            Command::Candidate {
+                room,
+                id,
+                pc,
+                candidate,
+                reply,
+            } => {
+                let result = self.candidate(room, id, pc, candidate);
+                let _ = reply.send(result);
+            }
+            Command::Leave { room, id, reply } => {
+                if let Some(key) = self.member_key(room, id) {
+                    self.remove_member(key);
+                }
+                let _ = reply.send(());
+            }
+            Command::Shutdown { reply } => {
+                self.close_everything();
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn member_key(&self, room: RoomKey, id: ParticipantId) -> Option<MemberKey> {
+        self.rooms.get(&room)?.members.get(&id).copied()
+    }
+
+    fn join(
+        &mut self,
+        room_key: RoomKey,
+        id: ParticipantId,
+        events: mpsc::UnboundedSender<ParticipantEvent>,
+    ) {
+        let key = self.key();
+        let Some(room) = self.rooms.get_mut(&room_key) else {
+            let _ = events.send(ParticipantEvent::Closed {
+                reason: "the room is closed".into(),
+            });
+            return;
+        };
+        if room.members.contains_key(&id) {
+            let _ = events.send(ParticipantEvent::Closed {
+                reason: format!("participant {id} is already in the room"),
+            });
+            return;
+        }
+        room.members.insert(id, key);
+        let existing = room.tracks.clone();
+        tracing::info!(room = %room.name, participant = id, "joined");
+        self.members.insert(
+            key,
+            Member {
+                room: room_key,
+                id,
+                events,
+                publish: None,
+                subscribe: None,
+                early: Vec::new(),
+                negotiation: Negotiation::default(),
+                downs: Vec::new(),
+                freed: Vec::new(),
+                published: HashMap::new(),
+                audio_level_ext: 0,
+                closed_sent: false,
+            },
+        );
+        Counters::inc(&self.settings.counters.participants);
+        for track in existing {
+            self.subscribe(key, track);
+        }
+        self.renegotiate(key);
+    }
+
+    fn publish_offer(
+        &mut self,
+        now: Instant,
+        room: RoomKey,
+        id: ParticipantId,
+        sdp: &str,
+    ) -> Result<String, SfuError> {
+        let key = self.member_key(room, id).ok_or(SfuError::ParticipantGone)?;
+        self.ensure_peer(key, PcKind::Publish)?;
+        let timeout = self.settings.connect_timeout;
+        let member = self
+            .members
+            .get_mut(&key)
+            .ok_or(SfuError::ParticipantGone)?;
+        let peer = member.publish.as_mut().ok_or(SfuError::ParticipantGone)?;
+        let answer = peer.answer(now, sdp, timeout)?;
+        member.audio_level_ext = extmap_id(sdp, AUDIO_LEVEL_URI).unwrap_or(0);
+        // rtc reports no track ending: a track the new offer no longer sends has ended.
+        let sending = super::sdp::sending_track_ids(sdp);
+        let ended: Vec<TrackKey> = member
+            .published
+            .iter()
+            .filter(|(id, _)| !sending.contains(*id))
+            .map(|(_, k)| *k)
+            .collect();
+        self.dirty.insert(PcKey {
+            member: key,
+            kind: PcKind::Publish,
+        });
+        for track in ended {
+            self.unpublish(track);
+        }
+        Ok(answer)
+    }
+
+    fn subscribe_answer(
+        &mut self,
+        now: Instant,
+        room: RoomKey,
+        id: ParticipantId,
+        sdp: &str,
+    ) -> Result<(), SfuError> {
+        let key = self.member_key(room, id).ok_or(SfuError::ParticipantGone)?;
+        let timeout = self.settings.connect_timeout;
+        let member = self
+            .members
+            .get_mut(&key)
+            .ok_or(SfuError::ParticipantGone)?;
+        let Some(peer) = member.subscribe.as_mut() else {
+            return Err(SfuError::NoOfferOutstanding);
+        };
+        let next = member
+            .negotiation
+            .answered()
+            .map_err(|_| SfuError::NoOfferOutstanding)?;
+        if let Err(err) = peer.apply_answer(now, sdp, timeout) {
+            member.negotiation.answer_rejected();
+            return Err(err);
+        }
+        for down in &mut member.downs {
+            if down.stage == Stage::Offered {
+                down.stage = Stage::Answered;
+            }
+        }
+        for freed in &mut member.freed {
+            if freed.1 == Freed::Offered {
+                freed.1 = Freed::Ready;
+            }
+        }
+        self.dirty.insert(PcKey {
+            member: key,
+            kind: PcKind::Subscribe,
+        });
+        self.go_live(now, key);
+        if next == NextStep::Offer {
+            self.renegotiate(key);
+        }
+        Ok(())
+    }
+
+    fn candidate(
+        &mut self,
+        room: RoomKey,
+        id: ParticipantId,
+        kind: PcKind,
+        candidate: IceCandidate,
+    ) -> Result<(), SfuError> {
+        let key = self.member_key(room, id).ok_or(SfuError::ParticipantGone)?;
+        let member = self
+            .members
+            .get_mut(&key)
+            .ok_or(SfuError::ParticipantGone)?;
+        if let Some(peer) = member.peer(kind) {
+            return peer.add_candidate(candidate);
+        }
+        if member.early.len() >= 32 {
+            return Err(SfuError::BadCandidate(
+                "too many candidates before the offer".into(),
+            ));
+        }
+        member.early.push((kind, candidate));
+        Ok(())
+    }
+
+    /// Builds the member's `kind` connection if it has none yet.
+    fn ensure_peer(&mut self, key: MemberKey, kind: PcKind) -> Result<(), SfuError> {
+        let member = self
+            .members
+            .get_mut(&key)
+            .ok_or(SfuError::ParticipantGone)?;
+        if member.peer(kind).is_some() {
+            return Ok(());
+        }
+        let mut peer = Peer::new(kind, self.local, self.settings.net)?;
+        let pc_key = PcKey { member: key, kind };
+        self.demux
+            .register_ufrag(&peer.ufrag, pc_key)
+            .map_err(|e| SfuError::Rtc(format!("register ICE ufrag: {e}")))?;
+        let early = std::mem::take(&mut member.early);
+        for (k, candidate) in early {
+            if k == kind {
+                if let Err(err) = peer.add_candidate(candidate) {
+                    tracing::debug!(%err, "early candidate rejected");
+                }
+            } else {
+                member.early.push((k, candidate));
+            }
+        }
+        peer.refresh_timeout();
+        match kind {
+            PcKind::Publish => member.publish = Some(peer),
+            PcKind::Subscribe => member.subscribe = Some(peer),
+        }
+        Ok(())
+    }
+
+    // ----- rooms and tracks -----------------------------------------------------------
+
+    /// A publisher's new track: announce it and subscribe everyone else.
+    fn publish_track(
+        &mut self,
+        publisher: MemberKey,
+        track_id: String,
+        kind: TrackKind,
+        receiver: RTCRtpReceiverId,
+        media_ssrc: u32,
+    ) {
+        let Some(member) = self.members.get(&publisher) else {
+            return;
+        };
+        if let Some(existing) = member.published.get(&track_id) {
+            // rtc announces a track again after every renegotiation of the publish
+            // connection: keep the track, follow its receiver.
+            if let Some(track) = self.tracks.get_mut(existing) {
+                track.receiver = receiver;
+                track.media_ssrc = media_ssrc;
+            }
+            return;
+        }
+        let (room_key, publisher_id) = (member.room, member.id);
+        let key = self.key();
+        let Some(room) = self.rooms.get_mut(&room_key) else {
+            return;
+        };
+        room.tracks.push(key);
+        let others: Vec<MemberKey> = room
+            .members
+            .values()
+            .copied()
+            .filter(|m| *m != publisher)
+            .collect();
+        tracing::info!(room = %room.name, participant = publisher_id, %track_id, ?kind, "track published");
+        self.tracks.insert(
+            key,
+            Track {
+                room: room_key,
+                publisher,
+                publisher_id,
+                track_id: track_id.clone(),
+                kind,
+                receiver,
+                media_ssrc,
+                limiter: KeyframeLimiter::new(self.settings.pli_min_interval),
+                levels: (0, 0),
+                subscribers: Vec::new(),
+            },
+        );
+        if let Some(member) = self.members.get_mut(&publisher) {
+            member.published.insert(track_id, key);
+        }
+        Counters::inc(&self.settings.counters.tracks);
+        for other in others {
+            self.subscribe(other, key);
+            self.renegotiate(other);
+        }
+    }
+
+    /// Adds a down track of `track` to `subscriber`'s subscribe connection (offered at the
+    /// next renegotiation).
+    fn subscribe(&mut self, subscriber: MemberKey, track: TrackKey) {
+        let Some(t) = self.tracks.get(&track) else {
+            return;
+        };
+        let (publisher_id, track_id, kind) = (t.publisher_id, t.track_id.clone(), t.kind);
+        if let Err(err) = self.ensure_peer(subscriber, PcKind::Subscribe) {
+            tracing::warn!(%err, "cannot build the subscribe connection");
+            self.report_closed(subscriber, format!("cannot start media: {err}"));
+            return;
+        }
+        let ssrc = self.next_ssrc();
+        let Some(member) = self.members.get_mut(&subscriber) else {
+            return;
+        };
+        let Some(peer) = member.subscribe.as_mut() else {
+            return;
+        };
+        // Reuse only when no removal of this kind is still on its way: `add_track` takes
+        // the first free transceiver of the kind, which must be a negotiated one.
+        let reuse = member.freed.contains(&(kind, Freed::Ready))
+            && !member
+                .freed
+                .iter()
+                .any(|(k, f)| *k == kind && *f != Freed::Ready);
+        let sender =
+            match peer.add_down_track(&publisher_id.to_string(), &track_id, kind, ssrc, reuse) {
+                Ok(sender) => {
+                    if reuse
+                        && let Some(i) =
+                            member.freed.iter().position(|f| *f == (kind, Freed::Ready))
+                    {
+                        member.freed.swap_remove(i);
+                    }
+                    sender
+                }
+                Err(err) => {
+                    tracing::warn!(participant = member.id, %track_id, %err, "cannot subscribe");
+                    return;
+                }
+            };
+        let payload_type = match kind {
+            TrackKind::Audio => OPUS_PT,
+            TrackKind::Video => VP8_PT,
+        };
+        member.downs.push(Down {
+            track,
+            sender,
+            local_track_id: track_id.clone(),
+            ssrc,
+            forwarder: Forwarder::new(ssrc, payload_type),
+            stage: Stage::Added,
+            fresh: true,
+        });
+        member.negotiation.changed();
+        member.send(ParticipantEvent::TrackPublished {
+            publisher: publisher_id,
+            track_id,
+            kind,
+        });
+        if let Some(t) = self.tracks.get_mut(&track) {
+            t.subscribers.push(subscriber);
+        }
+    }
+
+    /// Removes `track` from `subscriber` (the track ended or its publisher left).
+    fn unsubscribe(&mut self, subscriber: MemberKey, track: TrackKey) {
+        let Some(member) = self.members.get_mut(&subscriber) else {
+            return;
+        };
+        let Some(index) = member.downs.iter().position(|d| d.track == track) else {
+            return;
+        };
+        let down = member.downs.swap_remove(index);
+        if let Some(peer) = member.subscribe.as_mut() {
+            match peer.remove_down_track(down.sender) {
+                Ok(()) => {
+                    if let Some(t) = self.tracks.get(&track) {
+                        member.freed.push((t.kind, Freed::Pending));
+                    }
+                }
+                Err(err) => tracing::debug!(%err, "remove down track"),
+            }
+        }
+        if let Some(t) = self.tracks.get(&track) {
+            member.send(ParticipantEvent::TrackUnpublished {
+                publisher: t.publisher_id,
+                track_id: t.track_id.clone(),
+            });
+        }
+        member.negotiation.changed();
+        self.renegotiate(subscriber);
+    }
+
+    /// A published track is gone: every subscriber drops it.
+    fn unpublish(&mut self, track: TrackKey) {
+        let Some(t) = self.tracks.get(&track) else {
+            return;
+        };
+        let subscribers = t.subscribers.clone();
+        for subscriber in subscribers {
+            self.unsubscribe(subscriber, track);
+        }
+        if let Some(t) = self.tracks.remove(&track) {
+            if let Some(room) = self.rooms.get_mut(&t.room) {
+                room.tracks.retain(|k| *k != track);
+            }
+            if let Some(member) = self.members.get_mut(&t.publisher) {
+                member.published.remove(&t.track_id);
+            }
+            Counters::dec(&self.settings.counters.tracks);
+        }
+    }
+
+    /// Sends a new subscribe offer if one is due and none is in flight.
+    fn renegotiate(&mut self, key: MemberKey) {
+        let now = Instant::now();
+        let Some(member) = self.members.get_mut(&key) else {
+            return;
+        };
+        if !member.negotiation.should_offer() {
+            return;
+        }
+        let Some(peer) = member.subscribe.as_mut() else {
+            return;
+        };
+        match peer.offer(now) {
+            Ok(sdp) => {
+                member.negotiation.offer_sent();
+                for down in &mut member.downs {
+                    if down.stage == Stage::Added {
+                        down.stage = Stage::Offered;
+                    }
+                }
+                for freed in &mut member.freed {
+                    if freed.1 == Freed::Pending {
+                        freed.1 = Freed::Offered;
+                    }
+                }
+                if peer.connect_deadline.is_none() && !peer.connected {
+                    peer.connect_deadline = Some(now + self.settings.connect_timeout);
+                }
+                member.send(ParticipantEvent::SubscribeOffer { sdp });
+                self.dirty.insert(PcKey {
+                    member: key,
+                    kind: PcKind::Subscribe,
+                });
+            }
+            Err(err) => {
+                member.negotiation.offer_failed();
+                tracing::warn!(participant = member.id, %err, "cannot create a subscribe offer");
+            }
+        }
+    }
+
+    /// Down tracks that are answered on a connected subscribe connection start carrying
+    /// media; a video one asks its publisher for a keyframe.
+    fn go_live(&mut self, now: Instant, key: MemberKey) {
+        let Some(member) = self.members.get_mut(&key) else {
+            return;
+        };
+        if !member.subscribe.as_ref().is_some_and(|p| p.connected) {
+            return;
+        }
+        let mut wanted = Vec::new();
+        for down in &mut member.downs {
+            if down.stage == Stage::Answered {
+                down.stage = Stage::Live;
+            }
+            if down.stage == Stage::Live && down.fresh {
+                down.fresh = false;
+                wanted.push(down.track);
+            }
+        }
+        for track in wanted {
+            self.request_keyframe(now, track);
+        }
+    }
+
+    /// Sends a PLI for `track` to its publisher, rate-limited.
+    fn request_keyframe(&mut self, now: Instant, track: TrackKey) {
+        let Some(t) = self.tracks.get(&track) else {
+            return;
+        };
+        if t.kind != TrackKind::Video || !t.limiter.allow(now) {
+            return;
+        }
+        let (publisher, receiver, media_ssrc) = (t.publisher, t.receiver, t.media_ssrc);
+        let Some(peer) = self
+            .members
+            .get_mut(&publisher)
+            .and_then(|m| m.publish.as_mut())
+        else {
+            return;
+        };
+        let Some(mut rtp_receiver) = peer.pc.rtp_receiver(receiver) else {
+            return;
+        };
+        match rtp_receiver.write_rtcp(
+            now,
+            vec![Box::new(PictureLossIndication {
+                sender_ssrc: PLI_SENDER_SSRC,
+                media_ssrc,
+            })],
+        ) {
+            Ok(()) => {
+                Counters::inc(&self.settings.counters.keyframe_requests);
+                self.dirty.insert(PcKey {
+                    member: publisher,
+                    kind: PcKind::Publish,
+                });
+            }
+            Err(err) => tracing::debug!(%err, "send PLI"),
+        }
+    }
+
+    /// Tells signaling the participant must go (it then calls leave).
+    fn report_closed(&mut self, key: MemberKey, reason: String) {
+        if let Some(member) = self.members.get_mut(&key)
+            && !member.closed_sent
+        {
+            member.closed_sent = true;
+            tracing::info!(participant = member.id, %reason, "media closed");
+            member.send(ParticipantEvent::Closed { reason });
+        }
+    }
+
+    fn remove_member(&mut self, key: MemberKey) {
+        let Some(member) = self.members.get(&key) else {
+            return;
+        };
+        let published: Vec<TrackKey> = member.published.values().copied().collect();
+        let subscribed: Vec<TrackKey> = member.downs.iter().map(|d| d.track).collect();
+        for track in published {
+            self.unpublish(track);
+        }
+        for track in subscribed {
+            if let Some(t) = self.tracks.get_mut(&track) {
+                t.subscribers.retain(|m| *m != key);
+            }
+        }
+        let Some(mut member) = self.members.remove(&key) else {
+            return;
+        };
+        for kind in [PcKind::Publish, PcKind::Subscribe] {
+            let pc_key = PcKey { member: key, kind };
+            self.demux.unregister(pc_key);
+            self.dirty.remove(&pc_key);
+            if let Some(peer) = member.peer(kind) {
+                if let Err(err) = peer.pc.close() {
+                    tracing::debug!(%err, "close");
+                }
+                // DTLS close_notify, so the client learns at once.
+                while let Some(out) = peer.pc.poll_write() {
+                    self.outgoing.push(Outgoing {
+                        to: out.transport.peer_addr,
+                        data: out.message,
+                    });
+                }
+            }
+        }
+        if let Some(room) = self.rooms.get_mut(&member.room) {
+            room.members.remove(&member.id);
+            room.speakers.remove(member.id);
+            tracing::info!(room = %room.name, participant = member.id, "left");
+        }
+        Counters::dec(&self.settings.counters.participants);
+    }
+
+    fn close_everything(&mut self) {
+        let keys: Vec<MemberKey> = self.members.keys().copied().collect();
+        for key in keys {
+            self.remove_member(key);
+        }
+        self.rooms.clear();
+    }
+
+    // ----- the packet path -------------------------------------------------------------
+
+    fn datagram(&mut self, now: Instant, datagram: Datagram) {
+        let key = match self.demux.route(datagram.from, &datagram.data) {
+            Route::Known(key) | Route::Learned { key, .. } => key,
+            Route::Unknown | Route::Invalid => return,
+        };
+        let Some(peer) = self
+            .members
+            .get_mut(&key.member)
+            .and_then(|m| m.peer(key.kind))
+        else {
+            return;
+        };
+        peer.read(now, datagram.from, datagram.data);
+        self.drain(now, key);
+    }
+
+    /// Handles everything a connection has to say after it was fed: events, received
+    /// RTP/RTCP (forwarded at once), and marks it for sending.
+    fn drain(&mut self, now: Instant, key: PcKey) {
+        self.dirty.insert(key);
+        self.take_events(now, key);
+    }
+
+    fn pc_event(&mut self, now: Instant, key: PcKey, event: RTCPeerConnectionEvent) {
+        match event {
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                tracing::debug!(pc = ?key.kind, %state, "connection state");
+                match state {
+                    RTCPeerConnectionState::Connected => {
+                        if let Some(peer) = self
+                            .members
+                            .get_mut(&key.member)
+                            .and_then(|m| m.peer(key.kind))
+                        {
+                            peer.connected = true;
+                            peer.connect_deadline = None;
+                        }
+                        if key.kind == PcKind::Subscribe {
+                            self.go_live(now, key.member);
+                        }
+                    }
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                        self.report_closed(
+                            key.member,
+                            format!("{:?} connection {state}", key.kind),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init))
+                if key.kind == PcKind::Publish =>
+            {
+                let kind = self
+                    .members
+                    .get_mut(&key.member)
+                    .and_then(|m| m.publish.as_mut())
+                    .and_then(|p| {
+                        p.pc.rtp_receiver(init.receiver_id)
+                            .map(|r| r.track().kind())
+                    });
+                let kind = match kind {
+                    Some(RtpCodecKind::Audio) => TrackKind::Audio,
+                    Some(RtpCodecKind::Video) => TrackKind::Video,
+                    _ => {
+                        tracing::debug!(track_id = %init.track_id, "ignoring track of unknown kind");
+                        return;
+                    }
+                };
+                self.publish_track(key.member, init.track_id, kind, init.receiver_id, init.ssrc);
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id))
+                if key.kind == PcKind::Publish =>
+            {
+                let track = self
+                    .members
+                    .get(&key.member)
+                    .and_then(|m| m.published.get(&track_id).copied());
+                if let Some(track) = track {
+                    self.unpublish(track);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn pc_message(&mut self, now: Instant, key: PcKey, message: TaggedRTCMessage) {
+        match message.message {
+            RTCMessage::RtpPacket(track_id, packet) if key.kind == PcKind::Publish => {
+                self.forward(now, key.member, &track_id, packet);
+            }
+            RTCMessage::RtcpPacket(_, packets) if key.kind == PcKind::Subscribe => {
+                // The message's track tag comes from its first packet only: map each
+                // keyframe request by the SSRC it names instead.
+                let wanted: Vec<TrackKey> = packets
+                    .iter()
+                    .filter(|p| is_keyframe_request(p.as_ref()))
+                    .flat_map(|p| p.destination_ssrc())
+                    .filter_map(|ssrc| {
+                        self.members
+                            .get(&key.member)
+                            .and_then(|m| m.downs.iter().find(|d| d.ssrc == ssrc).map(|d| d.track))
+                    })
+                    .collect();
+                for track in wanted {
+                    self.request_keyframe(now, track);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Fans one received RTP packet out to every live subscriber of its track.
+    fn forward(
+        &mut self,
+        now: Instant,
+        publisher: MemberKey,
+        track_id: &str,
+        mut packet: rtc::rtp::Packet,
+    ) {
+        let counters = Arc::clone(&self.settings.counters);
+        let Some(member) = self.members.get(&publisher) else {
+            return;
+        };
+        let level_ext = member.audio_level_ext;
+        let Some(track_key) = member.published.get(track_id).copied() else {
+            return;
+        };
+        let Some(track) = self.tracks.get_mut(&track_key) else {
+            return;
+        };
+        track.media_ssrc = packet.header.ssrc;
+        if track.kind == TrackKind::Audio
+            && level_ext != 0
+            && let Some(level) = packet
+                .header
+                .get_extension(level_ext)
+                .and_then(|e| parse_level(&e))
+        {
+            track.levels.0 += 1;
+            track.levels.1 += u32::from(level);
+        }
+        // Extensions are negotiated per connection; the subscriber's leg has its own ids.
+        packet.header.extension = false;
+        packet.header.extensions.clear();
+        packet.header.extensions_padding = 0;
+        packet.header.csrc.clear();
+        #[cfg(feature = "test-tap")]
+        self.settings
+            .tap
+            .record(track.publisher_id, &track.track_id, &packet.payload);
+        let source = RtpFields {
+            ssrc: packet.header.ssrc,
+            payload_type: packet.header.payload_type,
+            sequence_number: packet.header.sequence_number,
+            timestamp: packet.header.timestamp,
+        };
+        let payload_len = packet.payload.len() as u64;
+        for &subscriber in &track.subscribers {
+            let Some(member) = self.members.get_mut(&subscriber) else {
+                continue;
+            };
+            let Some(down) = member
+                .downs
+                .iter_mut()
+                .find(|d| d.track == track_key && d.stage == Stage::Live)
+            else {
+                continue;
+            };
+            let mut fields = source;
+            down.forwarder.rewrite(&mut fields);
+            let mut out = packet.clone();
+            out.header.ssrc = fields.ssrc;
+            out.header.payload_type = fields.payload_type;
+            out.header.sequence_number = fields.sequence_number;
+            out.header.timestamp = fields.timestamp;
+            let local_track_id = down.local_track_id.clone();
+            let Some(peer) = member.subscribe.as_mut() else {
+                continue;
+            };
+            match peer.pc.handle_write(TaggedRTCMessage {
+                now,
+                message: RTCMessage::RtpPacket(local_track_id, out),
+            }) {
+                Ok(()) => {
+                    counters
+                        .forwarded_packets
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    counters
+                        .forwarded_bytes
+                        .fetch_add(payload_len, std::sync::atomic::Ordering::Relaxed);
+                    self.dirty.insert(PcKey {
+                        member: subscriber,
+                        kind: PcKind::Subscribe,
+                    });
+                }
+                Err(err) => {
+                    Counters::inc(&counters.dropped_packets);
+                    tracing::trace!(%err, "write RTP");
+                }
+            }
+        }
+    }
+
+    /// Collects what every touched connection wants to send, grouped by connection.
+    fn drain_dirty(&mut self) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let dirty: Vec<PcKey> = self.dirty.drain().collect();
+        for key in dirty {
+            // Events first: an API call (offer, answer) may have produced some.
+            self.take_events(now, key);
+            let Some(peer) = self
+                .members
+                .get_mut(&key.member)
+                .and_then(|m| m.peer(key.kind))
+            else {
+                continue;
+            };
+            while let Some(out) = peer.pc.poll_write() {
+                self.outgoing.push(Outgoing {
+                    to: out.transport.peer_addr,
+                    data: out.message,
+                });
+            }
+            peer.refresh_timeout();
+        }
+    }
+
+    /// Handles a connection's events and received RTP/RTCP until it has none.
+    fn take_events(&mut self, now: Instant, key: PcKey) {
+        loop {
+            let Some(peer) = self
+                .members
+                .get_mut(&key.member)
+                .and_then(|m| m.peer(key.kind))
+            else {
+                return;
+            };
+            if let Some(event) = peer.pc.poll_event() {
+                self.pc_event(now, key, event);
+                continue;
+            }
+            let Some(message) = peer.pc.poll_read() else {
+                return;
+            };
+            self.pc_message(now, key, message);
+        }
+    }
+
+    // ----- timers ----------------------------------------------------------------------
+
+    fn timers(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        for (&member, m) in &self.members {
+            for (kind, peer) in [
+                (PcKind::Publish, &m.publish),
+                (PcKind::Subscribe, &m.subscribe),
+            ] {
+                if let Some(peer) = peer
+                    && peer.next_timeout.is_some_and(|t| t <= now)
+                {
+                    due.push(PcKey { member, kind });
+                }
+            }
+        }
+        for key in due {
+            if let Some(peer) = self
+                .members
+                .get_mut(&key.member)
+                .and_then(|m| m.peer(key.kind))
+            {
+                peer.on_timer(now);
+                peer.next_timeout = None;
+            }
+            self.drain(now, key);
+        }
+        if now >= self.next_housekeeping {
+            self.next_housekeeping = now + HOUSEKEEPING;
+            self.deadlines(now);
+        }
+        if now >= self.next_speakers {
+            self.next_speakers = now + SPEAKER_INTERVAL;
+            self.sample_speakers();
+        }
+        self.drain_dirty();
+    }
+
+    /// Connections that did not come up in time end their participant.
+    fn deadlines(&mut self, now: Instant) {
+        let late: Vec<(MemberKey, PcKind)> = self
+            .members
+            .iter()
+            .flat_map(|(&key, m)| {
+                [
+                    (PcKind::Publish, &m.publish),
+                    (PcKind::Subscribe, &m.subscribe),
+                ]
+                .into_iter()
+                .filter_map(move |(kind, peer)| {
+                    peer.as_ref()
+                        .filter(|p| !p.connected && p.connect_deadline.is_some_and(|d| d <= now))
+                        .map(|_| (key, kind))
+                })
+            })
+            .collect();
+        for (key, kind) in late {
+            if let Some(peer) = self.members.get_mut(&key).and_then(|m| m.peer(kind)) {
+                peer.connect_deadline = None;
+            }
+            self.report_closed(
+                key,
+                format!(
+                    "{kind:?} connection not established within {:?}",
+                    self.settings.connect_timeout
+                ),
+            );
+        }
+    }
+
+    fn sample_speakers(&mut self) {
+        let tracks = &mut self.tracks;
+        for room in self.rooms.values_mut() {
+            let mut samples: Vec<(ParticipantId, u32, u32)> = Vec::new();
+            for key in &room.tracks {
+                if let Some(t) = tracks.get_mut(key)
+                    && t.kind == TrackKind::Audio
+                {
+                    let (count, sum) = std::mem::take(&mut t.levels);
+                    samples.push((t.publisher_id, count, sum));
+                }
+            }
+            if let Some(ids) = room.speakers.update(&samples) {
+                for member in room.members.values().filter_map(|k| self.members.get(k)) {
+                    member.send(ParticipantEvent::ActiveSpeakers { ids: ids.clone() });
+                }
+            }
+        }
+    }
+}
