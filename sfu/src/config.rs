@@ -18,6 +18,10 @@ pub struct SfuConfig {
     pub udp_port: Option<u16>,
     /// Media worker threads of the single-port engine (each with its own port). Default 1.
     pub udp_workers: usize,
+    /// ICE over TCP (RFC 6544, passive) beside each worker's UDP port, on the same port
+    /// number, for clients whose UDP is blocked: at most this many connections per worker
+    /// (each is a descriptor). 0 turns it off. Default 256.
+    pub ice_tcp_max_conns: usize,
     /// NAT 1:1: announced in ICE candidates instead of `bind_ip`.
     pub public_ip: Option<IpAddr>,
     /// Minimum interval between keyframe requests (PLI) sent to one publisher's track.
@@ -35,6 +39,7 @@ impl Default for SfuConfig {
             udp_ports: 40000..=40999,
             udp_port: None,
             udp_workers: 1,
+            ice_tcp_max_conns: 256,
             public_ip: None,
             pli_min_interval: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(15),

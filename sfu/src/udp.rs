@@ -550,7 +550,7 @@ fn write_sockaddr(
             let sin6 = libc::sockaddr_in6 {
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: v6.port().to_be(),
-                sin6_flowinfo: v6.flowinfo().to_be(),
+                sin6_flowinfo: v6.flowinfo(), // as std passes it (no byte swap)
                 sin6_addr: libc::in6_addr {
                     s6_addr: v6.ip().octets(),
                 },

@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// Media worker threads of the single-port engine (one UDP port each).
     #[arg(long, env = "SEALED_UDP_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub udp_workers: u16,
+    /// ICE over TCP connections each media worker accepts at most (on TCP, same port
+    /// number as its UDP port), for clients whose UDP is blocked; 0 turns ICE-TCP off.
+    #[arg(long, env = "SEALED_ICE_TCP_CONNS", default_value_t = 256)]
+    pub ice_tcp_conns: usize,
     /// Local IP the media sockets bind to.
     #[arg(long, env = "SEALED_BIND_IP", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub bind_ip: IpAddr,
@@ -251,6 +255,7 @@ impl ServeArgs {
                     (None, None) => Some(DEFAULT_UDP_PORT),
                 },
                 udp_workers: usize::from(self.udp_workers),
+                ice_tcp_max_conns: self.ice_tcp_conns,
                 public_ip: self.public_ip,
                 ..sfu::SfuConfig::default()
             },
@@ -492,6 +497,9 @@ mod tests {
             (workers.sfu.udp_port, workers.sfu.udp_workers),
             (Some(41000), 2)
         );
+        assert_eq!(workers.sfu.ice_tcp_max_conns, 256);
+        let no_tcp = config_of(&["sealed", "--ice-tcp-conns", "0"]).unwrap();
+        assert_eq!(no_tcp.sfu.ice_tcp_max_conns, 0);
         assert!(config_of(&["sealed", "--udp-port", "1", "--udp-ports", "2-3"]).is_err());
         assert_eq!(config.sfu.public_ip, Some("203.0.113.5".parse().unwrap()));
         assert_eq!(

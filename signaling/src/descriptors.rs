@@ -43,11 +43,18 @@ pub fn soft_limit() -> Option<u64> {
         .map(|(soft, _)| soft)
 }
 
-/// Descriptors the media plane may hold at most: one UDP socket per worker with the
-/// single-port engine, else one per port of its range.
+/// Descriptors the media plane may hold at most: per worker of the single-port engine
+/// one UDP socket, its ICE-TCP listener and connections; else one UDP socket per port
+/// of its range.
 pub fn media_descriptors(sfu: &sfu::SfuConfig) -> usize {
     match sfu.udp_port {
-        Some(_) => sfu.udp_workers.max(1),
+        Some(_) => {
+            let ice_tcp = match sfu.ice_tcp_max_conns {
+                0 => 0,
+                conns => 1 + conns,
+            };
+            sfu.udp_workers.max(1) * (1 + ice_tcp)
+        }
         None => sfu.udp_ports.clone().count(),
     }
 }
@@ -75,6 +82,29 @@ mod tests {
             connection_budget(u64::MAX, 1000),
             usize::MAX - 1000 - RESERVED
         );
+    }
+
+    #[test]
+    fn media_counts_sockets_and_ice_tcp_connections_per_worker() {
+        let engine = sfu::SfuConfig {
+            udp_port: Some(40000),
+            udp_workers: 2,
+            ice_tcp_max_conns: 256,
+            ..sfu::SfuConfig::default()
+        };
+        // Per worker: its UDP socket, its TCP listener and 256 connections.
+        assert_eq!(media_descriptors(&engine), 2 * (1 + 1 + 256));
+        let udp_only = sfu::SfuConfig {
+            ice_tcp_max_conns: 0,
+            ..engine.clone()
+        };
+        assert_eq!(media_descriptors(&udp_only), 2);
+        let older = sfu::SfuConfig {
+            udp_port: None,
+            udp_ports: 40000..=40099,
+            ..engine
+        };
+        assert_eq!(media_descriptors(&older), 100);
     }
 
     #[test]

@@ -4,33 +4,20 @@
 // participants — so the keys rotate as for any leave and join — and decode each
 // other again once UDP is back. Nobody clicks anything.
 //
-// The test runs in a network namespace of its own (`unshare -n`, loopback
-// only), where an nftables input rule can drop UDP without touching anything
-// else on the machine. It needs root, `unshare` and `nft` (xtask installs
-// nftables); without them it is skipped and says why.
+// The test runs in a network namespace of its own (lib/netns.js), where an
+// nftables input rule can drop UDP without touching anything else on the machine.
 
 import assert from 'node:assert/strict';
-import { spawnSync, execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 
 import { launchChromium, launchFirefox } from './lib/browsers.js';
+import { insideNamespace, nft, runInNamespace } from './lib/netns.js';
 import { bench, inbound, joinMeeting, newMeetingLink, rtcStats, screenshot, sleep, stats, waitFor } from './lib/meeting.js';
 import { startServer } from './lib/server.js';
 
 const OUTAGE_MS = 8000;
-
-function missingTools() {
-  if (process.getuid?.() !== 0) return 'not root';
-  for (const tool of ['unshare', 'nft', 'ip']) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `no ${tool}`;
-  }
-  return null;
-}
-
-function nft(...args) {
-  execFileSync('nft', args, { stdio: 'pipe' });
-}
 
 /** True when both pages are joined and decode each other's video (current ids). */
 async function bothDecoding(a, b) {
@@ -42,26 +29,10 @@ async function bothDecoding(a, b) {
   );
 }
 
-if (process.env.SEALED_NETNS !== '1') {
+if (!insideNamespace) {
   // Outside: run this very file again inside a fresh network namespace.
   test('media path lost while signaling stays up: rejoin, rotate, recover', { timeout: 200_000 }, (t) => {
-    const missing = missingTools();
-    if (missing) {
-      t.skip(`needs root, unshare, nft and ip (${missing})`);
-      return;
-    }
-    const file = fileURLToPath(import.meta.url);
-    // Not a nested `node --test` (it would skip itself): the file runs its test directly.
-    const { NODE_TEST_CONTEXT: _nested, ...env } = process.env;
-    const run = spawnSync('unshare', ['-n', 'sh', '-c', `ip link set lo up && exec node "${file}"`], {
-      env: { ...env, SEALED_NETNS: '1' },
-      encoding: 'utf8',
-      timeout: 190_000,
-    });
-    process.stdout.write(run.stdout ?? '');
-    process.stderr.write(run.stderr ?? '');
-    assert.equal(run.status, 0, 'the test inside the network namespace failed');
-    assert.match(run.stdout ?? '', /^ok 1 - inside the namespace/m, 'the inner test ran and passed');
+    runInNamespace(t, fileURLToPath(import.meta.url), 190_000);
   });
 } else {
   test('inside the namespace: drop the SFU’s UDP, then bring it back', { timeout: 180_000 }, async (t) => {

@@ -13,6 +13,7 @@
 
 mod peer;
 mod sdp;
+mod tcp;
 mod worker;
 
 use crate::rtc::NetSettings;
@@ -112,6 +113,20 @@ impl Engine {
             let socket = crate::udp::BatchSocket::bind(addr)
                 .map_err(|e| SfuError::Config(format!("cannot bind UDP {addr}: {e}")))?;
             let addr = socket.local_addr();
+            // ICE-TCP listens on the same port number as the worker's UDP socket.
+            let ice_tcp = if config.ice_tcp_max_conns > 0 {
+                let tcp_config = crate::ice_tcp::IceTcpConfig {
+                    max_conns: config.ice_tcp_max_conns,
+                    ..Default::default()
+                };
+                Some(
+                    crate::ice_tcp::IceTcpListener::bind(addr, tcp_config).map_err(|e| {
+                        SfuError::Config(format!("cannot listen for ICE-TCP on {addr}: {e}"))
+                    })?,
+                )
+            } else {
+                None
+            };
             let (tx, rx) = mpsc::unbounded_channel();
             let settings = worker::Settings {
                 net,
@@ -123,7 +138,7 @@ impl Engine {
             };
             std::thread::Builder::new()
                 .name(format!("sfu-worker-{i}"))
-                .spawn(move || worker::run(socket, rx, settings))
+                .spawn(move || worker::run(socket, ice_tcp, rx, settings))
                 .map_err(|e| SfuError::Rtc(format!("cannot start a media worker: {e}")))?;
             workers.push(Arc::new(WorkerLink {
                 commands: tx,

@@ -11,6 +11,7 @@ use crate::{IceCandidate, PcKind, SfuError, TrackKind};
 use bytes::BytesMut;
 use rand::Rng;
 use rand::distr::Alphanumeric;
+use rtc::ice::tcp_type::TcpType;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
@@ -30,6 +31,8 @@ use std::time::{Duration, Instant};
 
 /// Remote candidates kept while a connection has no remote description yet.
 const MAX_PENDING_CANDIDATES: usize = 32;
+/// ICE-TCP frames kept while a connection has no remote description yet.
+const MAX_EARLY_TCP_FRAMES: usize = 16;
 /// ICE-lite consent: no traffic for this long marks the connection disconnected ...
 const ICE_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(5);
 /// ... and this long after that, failed (the participant is then closed).
@@ -58,6 +61,8 @@ pub(crate) struct Peer {
     pub ufrag: String,
     /// The worker's socket address: what `handle_read` is told the datagram arrived on.
     local: SocketAddr,
+    /// The worker's ICE-TCP listening address, if it has one.
+    local_tcp: Option<SocketAddr>,
     net: NetSettings,
     /// A remote description has been applied.
     pub has_remote: bool,
@@ -66,14 +71,23 @@ pub(crate) struct Peer {
     /// When the connection must be up by (set at the first offer/answer).
     pub connect_deadline: Option<Instant>,
     pending: Vec<IceCandidate>,
+    /// ICE-TCP frames that arrived before the remote description: STUN over TCP is never
+    /// retransmitted (RFC 6544), so a check the agent cannot verify yet (no remote
+    /// password) must wait for it rather than be lost.
+    early_tcp: Vec<(SocketAddr, BytesMut)>,
     /// The connection's next timer, cached after every interaction.
     pub next_timeout: Option<Instant>,
 }
 
 impl Peer {
-    /// Builds a connection that announces the worker's socket `local` as its one host
-    /// candidate.
-    pub fn new(kind: PcKind, local: SocketAddr, net: NetSettings) -> Result<Peer, SfuError> {
+    /// Builds a connection that announces the worker's socket `local` as its host
+    /// candidate, and `local_tcp` as a passive ICE-TCP one (RFC 6544) beside it.
+    pub fn new(
+        kind: PcKind,
+        local: SocketAddr,
+        local_tcp: Option<SocketAddr>,
+        net: NetSettings,
+    ) -> Result<Peer, SfuError> {
         let (engine, registry) = media_setup()?;
         let ufrag = ice_string(16);
         let settings = SettingEngineBuilder::new()
@@ -94,47 +108,66 @@ impl Peer {
             .with_interceptor_registry(registry)
             .build(Instant::now())
             .map_err(|e| rtc_err("build PeerConnection", e))?;
-        let host = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: local.ip().to_string(),
-                port: local.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
+        let mut hosts = vec![("udp", local, TcpType::Unspecified)];
+        if let Some(tcp) = local_tcp {
+            hosts.push(("tcp", tcp, TcpType::Passive));
         }
-        .new_candidate_host()
-        .map_err(|e| rtc_err("host candidate", e))?;
-        let init = RTCIceCandidate::from(&host)
-            .to_json()
+        for (network, addr, tcp_type) in hosts {
+            let host = CandidateHostConfig {
+                base_config: CandidateConfig {
+                    network: network.to_owned(),
+                    address: addr.ip().to_string(),
+                    port: addr.port(),
+                    component: 1,
+                    ..Default::default()
+                },
+                tcp_type,
+            }
+            .new_candidate_host()
             .map_err(|e| rtc_err("host candidate", e))?;
-        pc.add_local_candidate(init)
-            .map_err(|e| rtc_err("add host candidate", e))?;
+            let init = RTCIceCandidate::from(&host)
+                .to_json()
+                .map_err(|e| rtc_err("host candidate", e))?;
+            pc.add_local_candidate(init)
+                .map_err(|e| rtc_err("add host candidate", e))?;
+        }
         Ok(Peer {
             kind,
             pc,
             ufrag,
             local,
+            local_tcp,
             net,
             has_remote: false,
             connected: false,
             connect_deadline: None,
             pending: Vec::new(),
+            early_tcp: Vec::new(),
             next_timeout: None,
         })
     }
 
-    /// Feeds one datagram from `from`. Errors are the peer's (garbage, a failed check) and
-    /// only logged: they must not end the connection.
-    pub fn read(&mut self, now: Instant, from: SocketAddr, data: BytesMut) {
+    /// Feeds one datagram (or one de-framed ICE-TCP frame) from `from`. Errors are the
+    /// peer's (garbage, a failed check) and only logged: they must not end the connection.
+    pub fn read(&mut self, now: Instant, from: SocketAddr, data: BytesMut, tcp: bool) {
+        if tcp && !self.has_remote {
+            if self.early_tcp.len() < MAX_EARLY_TCP_FRAMES {
+                self.early_tcp.push((from, data));
+            }
+            return;
+        }
+        let (local_addr, transport_protocol) = match (tcp, self.local_tcp) {
+            (true, Some(local_tcp)) => (local_tcp, TransportProtocol::TCP),
+            (true, None) => return,
+            (false, _) => (self.local, TransportProtocol::UDP),
+        };
         let result = self.pc.handle_read(TaggedBytesMut {
             now,
             transport: TransportContext {
-                local_addr: self.local,
+                local_addr,
                 peer_addr: from,
                 ecn: None,
-                transport_protocol: TransportProtocol::UDP,
+                transport_protocol,
             },
             message: data,
         });
@@ -210,6 +243,9 @@ impl Peer {
             if let Err(err) = self.add_remote(candidate) {
                 tracing::debug!(%err, "held candidate rejected");
             }
+        }
+        for (from, frame) in std::mem::take(&mut self.early_tcp) {
+            self.read(now, from, frame, true);
         }
     }
 

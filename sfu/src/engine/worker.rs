@@ -5,10 +5,12 @@
 //! connection (so by destination: one GSO run per subscriber where the kernel allows).
 
 use super::peer::Peer;
+use super::tcp::{self, TcpEvent};
 use super::{Command, RoomKey};
 use crate::audio_level::{AUDIO_LEVEL_URI, ActiveSpeakers, extmap_id, parse_level};
 use crate::demux::{Demux, Route};
 use crate::forwarder::{Forwarder, RtpFields};
+use crate::ice_tcp::IceTcpListener;
 use crate::negotiation::{Negotiation, NextStep};
 use crate::room::SPEAKER_INTERVAL;
 use crate::rtc::{NetSettings, OPUS_PT, VP8_PT};
@@ -16,6 +18,7 @@ use crate::rtcp::{KeyframeLimiter, is_keyframe_request};
 use crate::stats::Counters;
 use crate::udp::{BatchSocket, Datagram, Outgoing};
 use crate::{IceCandidate, ParticipantEvent, ParticipantId, PcKind, SfuError, TrackKind};
+use bytes::BytesMut;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::state::RTCPeerConnectionState;
@@ -23,8 +26,11 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
+use rtc::shared::TransportProtocol;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
@@ -59,7 +65,7 @@ type TrackKey = u64;
 
 /// Which connection a datagram belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct PcKey {
+pub(crate) struct PcKey {
     member: MemberKey,
     kind: PcKind,
 }
@@ -153,7 +159,15 @@ struct Room {
 struct Worker {
     settings: Settings,
     local: std::net::SocketAddr,
-    demux: Demux<PcKey>,
+    /// Shared with the ICE-TCP tasks of this thread (they look up ufrags).
+    demux: Rc<RefCell<Demux<PcKey>>>,
+    /// The ICE-TCP listening address, when ICE-TCP is on.
+    local_tcp: Option<std::net::SocketAddr>,
+    /// Open ICE-TCP connections by peer address: their PeerConnection and output.
+    tcp_conns: HashMap<std::net::SocketAddr, (PcKey, mpsc::Sender<BytesMut>)>,
+    /// The last nominating Binding request of each ICE-TCP connection whose
+    /// PeerConnection is not connected yet (see [`Worker::tcp_event`]).
+    tcp_nominations: HashMap<std::net::SocketAddr, BytesMut>,
     rooms: HashMap<RoomKey, Room>,
     members: HashMap<MemberKey, Member>,
     tracks: HashMap<TrackKey, Track>,
@@ -169,6 +183,7 @@ struct Worker {
 /// The worker thread's body: a current-thread runtime around [`Worker::run`].
 pub(crate) fn run(
     socket: BatchSocket,
+    ice_tcp: Option<IceTcpListener>,
     commands: mpsc::UnboundedReceiver<Command>,
     settings: Settings,
 ) {
@@ -187,7 +202,10 @@ pub(crate) fn run(
     let worker = Worker {
         settings,
         local,
-        demux: Demux::new(MAX_ADDRS_PER_PC),
+        demux: Rc::new(RefCell::new(Demux::new(MAX_ADDRS_PER_PC))),
+        local_tcp: ice_tcp.as_ref().map(IceTcpListener::local_addr),
+        tcp_conns: HashMap::new(),
+        tcp_nominations: HashMap::new(),
         rooms: HashMap::new(),
         members: HashMap::new(),
         tracks: HashMap::new(),
@@ -198,11 +216,24 @@ pub(crate) fn run(
         next_housekeeping: now + HOUSEKEEPING,
         next_speakers: now + SPEAKER_INTERVAL,
     };
-    runtime.block_on(worker.run(socket, commands));
+    // A LocalSet: the ICE-TCP tasks share this thread (and its demux) with the loop.
+    let local_set = tokio::task::LocalSet::new();
+    local_set.block_on(&runtime, async move {
+        let (tcp_tx, tcp_rx) = mpsc::unbounded_channel();
+        if let Some(listener) = ice_tcp {
+            tokio::task::spawn_local(tcp::listen(listener, Rc::clone(&worker.demux), tcp_tx));
+        }
+        worker.run(socket, commands, tcp_rx).await;
+    });
 }
 
 impl Worker {
-    async fn run(mut self, socket: BatchSocket, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(
+        mut self,
+        socket: BatchSocket,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut tcp_events: mpsc::UnboundedReceiver<TcpEvent>,
+    ) {
         // SAFETY: the AsyncFd owns the BatchSocket, whose descriptor stays open and the
         // same until the AsyncFd drops it.
         let registered = unsafe {
@@ -277,6 +308,7 @@ impl Worker {
                         }
                     }
                 }
+                Some(event) = tcp_events.recv() => self.tcp_event(event),
                 () = tokio::time::sleep_until(deadline.into()) => {}
             }
             self.timers(Instant::now());
@@ -569,9 +601,10 @@ impl Worker {
         if member.peer(kind).is_some() {
             return Ok(());
         }
-        let mut peer = Peer::new(kind, self.local, self.settings.net)?;
+        let mut peer = Peer::new(kind, self.local, self.local_tcp, self.settings.net)?;
         let pc_key = PcKey { member: key, kind };
         self.demux
+            .borrow_mut()
             .register_ufrag(&peer.ufrag, pc_key)
             .map_err(|e| SfuError::Rtc(format!("register ICE ufrag: {e}")))?;
         let early = std::mem::take(&mut member.early);
@@ -900,7 +933,7 @@ impl Worker {
         };
         for kind in [PcKind::Publish, PcKind::Subscribe] {
             let pc_key = PcKey { member: key, kind };
-            self.demux.unregister(pc_key);
+            self.demux.borrow_mut().unregister(pc_key);
             self.dirty.remove(&pc_key);
             if let Some(peer) = member.peer(kind) {
                 if let Err(err) = peer.pc.close() {
@@ -908,13 +941,20 @@ impl Worker {
                 }
                 // DTLS close_notify, so the client learns at once.
                 while let Some(out) = peer.pc.poll_write() {
-                    self.outgoing.push(Outgoing {
-                        to: out.transport.peer_addr,
-                        data: out.message,
-                    });
+                    route_output(
+                        &mut self.outgoing,
+                        &self.tcp_conns,
+                        out,
+                        &self.settings.counters,
+                    );
                 }
             }
         }
+        // Dropping their output side ends the connections' tasks (and closes them).
+        self.tcp_conns.retain(|_, (k, _)| k.member != key);
+        let tcp_conns = &self.tcp_conns;
+        self.tcp_nominations
+            .retain(|peer, _| tcp_conns.contains_key(peer));
         if let Some(room) = self.rooms.get_mut(&member.room) {
             room.members.remove(&member.id);
             room.speakers.remove(member.id);
@@ -931,10 +971,60 @@ impl Worker {
         self.rooms.clear();
     }
 
+    // ----- ICE over TCP ------------------------------------------------------------------
+
+    fn tcp_event(&mut self, event: TcpEvent) {
+        match event {
+            TcpEvent::Opened { peer, key, out } => {
+                if self.members.contains_key(&key.member) {
+                    self.tcp_conns.insert(peer, (key, out));
+                }
+            }
+            TcpEvent::Frame { peer, key, frame } => {
+                let now = Instant::now();
+                let Some(pc) = self
+                    .members
+                    .get_mut(&key.member)
+                    .and_then(|m| m.peer(key.kind))
+                else {
+                    return;
+                };
+                // rtc's ICE-lite agent answers a nomination only once its own triggered
+                // check of the pair has succeeded; a nomination that arrives earlier gets
+                // no answer. Over UDP the browser retransmits it; over TCP it never does
+                // (RFC 6544), and the pair would hang. So the nomination is kept and fed
+                // again when the browser answers our check: the agent then selects the
+                // pair and answers the browser's still-open transaction.
+                let replay = if pc.connected {
+                    self.tcp_nominations.remove(&peer);
+                    None
+                } else if tcp::is_nomination(&frame) {
+                    self.tcp_nominations.insert(peer, frame.clone());
+                    None
+                } else if tcp::is_binding_success(&frame) {
+                    self.tcp_nominations.get(&peer).cloned()
+                } else {
+                    None
+                };
+                pc.read(now, peer, frame, true);
+                if let Some(nomination) = replay {
+                    pc.read(now, peer, nomination, true);
+                }
+                self.drain(now, key);
+                self.drain_dirty();
+            }
+            TcpEvent::Closed { peer } => {
+                self.tcp_conns.remove(&peer);
+                self.tcp_nominations.remove(&peer);
+            }
+        }
+    }
+
     // ----- the packet path -------------------------------------------------------------
 
     fn datagram(&mut self, now: Instant, datagram: Datagram) {
-        let key = match self.demux.route(datagram.from, &datagram.data) {
+        let route = self.demux.borrow_mut().route(datagram.from, &datagram.data);
+        let key = match route {
             Route::Known(key) | Route::Learned { key, .. } => key,
             Route::Unknown | Route::Invalid => return,
         };
@@ -945,7 +1035,7 @@ impl Worker {
         else {
             return;
         };
-        peer.read(now, datagram.from, datagram.data);
+        peer.read(now, datagram.from, datagram.data, false);
         self.drain(now, key);
     }
 
@@ -1155,10 +1245,12 @@ impl Worker {
                 continue;
             };
             while let Some(out) = peer.pc.poll_write() {
-                self.outgoing.push(Outgoing {
-                    to: out.transport.peer_addr,
-                    data: out.message,
-                });
+                route_output(
+                    &mut self.outgoing,
+                    &self.tcp_conns,
+                    out,
+                    &self.settings.counters,
+                );
             }
             peer.refresh_timeout();
         }
@@ -1274,4 +1366,27 @@ impl Worker {
             }
         }
     }
+}
+
+/// Sends a connection's output where it goes: UDP datagrams to the batch, TCP frames to
+/// their connection's task (dropped and counted when its queue is full or it is gone).
+fn route_output(
+    outgoing: &mut Vec<Outgoing>,
+    tcp_conns: &HashMap<std::net::SocketAddr, (PcKey, mpsc::Sender<BytesMut>)>,
+    out: rtc::shared::TaggedBytesMut,
+    counters: &Counters,
+) {
+    if out.transport.transport_protocol == TransportProtocol::TCP {
+        let sent = tcp_conns
+            .get(&out.transport.peer_addr)
+            .is_some_and(|(_, tx)| tx.try_send(out.message).is_ok());
+        if !sent {
+            Counters::inc(&counters.dropped_packets);
+        }
+        return;
+    }
+    outgoing.push(Outgoing {
+        to: out.transport.peer_addr,
+        data: out.message,
+    });
 }

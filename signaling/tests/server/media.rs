@@ -239,6 +239,8 @@ async fn the_single_port_engine_holds_one_udp_socket_for_every_participant() {
     .expect("sealed starts");
     let url = format!("ws://{addr}/ws");
     assert_eq!(udp_ports_of(pid), [port], "before anyone joined");
+    let tcp_listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    assert!(tcp_listening, "ICE-TCP listens on the same port number");
 
     let mut clients = Vec::new();
     for i in 0..24 {
@@ -249,8 +251,11 @@ async fn the_single_port_engine_holds_one_udp_socket_for_every_participant() {
         let answer = client.recv_type("publish_answer").await;
         let sdp = answer["sdp"].as_str().unwrap_or_default();
         assert!(
-            sdp.contains(&format!(" {port} typ host")),
-            "every answer names the one port: {sdp}"
+            sdp.contains(&format!(" udp 2130706431 127.0.0.1 {port} typ host"))
+                && sdp.contains(&format!(
+                    " tcp 2124414975 127.0.0.1 {port} typ host tcptype passive"
+                )),
+            "every answer names the one port, over UDP and ICE-TCP: {sdp}"
         );
         clients.push(client);
     }

@@ -46,7 +46,9 @@ const FIREFOX_PREFS = {
   'media.getusermedia.browser.enabled': true,
   'media.peerconnection.ice.loopback': true,
   'media.peerconnection.ice.obfuscate_host_addresses': false,
-  'media.peerconnection.ice.tcp': false,
+  // Firefox's own default, stated because ice_tcp.test.js depends on it: ICE over
+  // TCP to the SFU's passive candidate when UDP is blocked.
+  'media.peerconnection.ice.tcp': true,
   'media.autoplay.default': 0,
   'media.autoplay.blocking_policy': 0,
   // No OpenH264 download: we use VP8.

@@ -72,6 +72,11 @@ struct Args {
     /// The `sealed` binary to spawn (default: next to this executable).
     #[arg(long)]
     sealed: Option<PathBuf>,
+    /// Media port of the spawned server's single-port engine (`--udp-port`); without it
+    /// the server gets `--udp-ports 41000-42999` (the older engine, and what builds
+    /// before the single-port engine understand).
+    #[arg(long)]
+    udp_port: Option<u16>,
 }
 
 /// The server under test, spawned or given.
@@ -112,15 +117,18 @@ impl ServerProc {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        let media = match args.udp_port {
+            Some(udp) => ["--udp-port".to_owned(), udp.to_string()],
+            None => ["--udp-ports".to_owned(), "41000-42999".to_owned()],
+        };
         let mut child = tokio::process::Command::new(&bin)
             .args([
                 "--listen",
                 &format!("127.0.0.1:{port}"),
-                "--udp-ports",
-                "41000-42999",
                 "--max-participants",
                 "1000",
             ])
+            .args(media)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
