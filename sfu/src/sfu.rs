@@ -316,6 +316,29 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    #[tokio::test]
+    async fn the_single_port_engine_binds_one_port_per_worker_for_udp_and_tcp() {
+        let sfu = Sfu::new(SfuConfig {
+            udp_port: Some(0),
+            udp_workers: 2,
+            ..SfuConfig::default()
+        })
+        .expect("sfu");
+        let addrs = sfu.media_addrs();
+        assert_eq!(addrs.len(), 2);
+        assert_ne!(addrs[0], addrs[1]);
+        for addr in &addrs {
+            // The worker's ICE-TCP listener shares the port number.
+            assert!(std::net::TcpStream::connect(addr).is_ok(), "{addr}");
+        }
+        sfu.shutdown().await;
+        let per_pc = Sfu::new(SfuConfig::default()).expect("sfu");
+        assert!(
+            per_pc.media_addrs().is_empty(),
+            "the older engine has no fixed port"
+        );
+    }
+
     #[test]
     fn rejects_unusable_configs() {
         #[allow(clippy::reversed_empty_ranges)]

@@ -109,24 +109,8 @@ impl Engine {
                 u16::try_from(usize::from(port) + i)
                     .map_err(|_| SfuError::Config("UDP worker ports run past 65535".into()))?
             };
-            let addr = SocketAddr::new(config.bind_ip, port);
-            let socket = crate::udp::BatchSocket::bind(addr)
-                .map_err(|e| SfuError::Config(format!("cannot bind UDP {addr}: {e}")))?;
+            let (socket, ice_tcp) = bind_worker(config, port)?;
             let addr = socket.local_addr();
-            // ICE-TCP listens on the same port number as the worker's UDP socket.
-            let ice_tcp = if config.ice_tcp_max_conns > 0 {
-                let tcp_config = crate::ice_tcp::IceTcpConfig {
-                    max_conns: config.ice_tcp_max_conns,
-                    ..Default::default()
-                };
-                Some(
-                    crate::ice_tcp::IceTcpListener::bind(addr, tcp_config).map_err(|e| {
-                        SfuError::Config(format!("cannot listen for ICE-TCP on {addr}: {e}"))
-                    })?,
-                )
-            } else {
-                None
-            };
             let (tx, rx) = mpsc::unbounded_channel();
             let settings = worker::Settings {
                 net,
@@ -192,6 +176,50 @@ impl Engine {
             }
         }
     }
+}
+
+/// Binds a worker's UDP socket and, unless ICE-TCP is off, its TCP listener on the same
+/// port number. With port 0 the OS picks the UDP port; if that number is taken for TCP,
+/// another is tried.
+fn bind_worker(
+    config: &SfuConfig,
+    port: u16,
+) -> Result<
+    (
+        crate::udp::BatchSocket,
+        Option<crate::ice_tcp::IceTcpListener>,
+    ),
+    SfuError,
+> {
+    const ATTEMPTS_FOR_AN_OS_CHOSEN_PORT: usize = 8;
+    let attempts = if port == 0 {
+        ATTEMPTS_FOR_AN_OS_CHOSEN_PORT
+    } else {
+        1
+    };
+    let mut last_err = None;
+    for _ in 0..attempts {
+        let addr = SocketAddr::new(config.bind_ip, port);
+        let socket = crate::udp::BatchSocket::bind(addr)
+            .map_err(|e| SfuError::Config(format!("cannot bind UDP {addr}: {e}")))?;
+        if config.ice_tcp_max_conns == 0 {
+            return Ok((socket, None));
+        }
+        let addr = socket.local_addr();
+        let tcp_config = crate::ice_tcp::IceTcpConfig {
+            max_conns: config.ice_tcp_max_conns,
+            ..Default::default()
+        };
+        match crate::ice_tcp::IceTcpListener::bind(addr, tcp_config) {
+            Ok(listener) => return Ok((socket, Some(listener))),
+            Err(e) => {
+                last_err = Some(SfuError::Config(format!(
+                    "cannot listen for ICE-TCP on {addr}: {e}"
+                )))
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| SfuError::Config("no media port could be bound".into())))
 }
 
 /// One room on a worker; dropping it closes the room.

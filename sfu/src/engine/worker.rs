@@ -295,6 +295,13 @@ impl Worker {
                                         self.datagram(now, datagram);
                                     }
                                     self.drain_dirty();
+                                    // Send each batch's fan-out at once: held for the whole
+                                    // wake it could outgrow MAX_OUTGOING in a large room.
+                                    if let Err(err) = guard.get_inner_mut().send_batch(&mut self.outgoing)
+                                        && err.kind() != io::ErrorKind::WouldBlock
+                                    {
+                                        tracing::warn!(%err, "UDP send");
+                                    }
                                 }
                                 Err(err) => {
                                     if err.kind() == io::ErrorKind::WouldBlock {
