@@ -183,7 +183,7 @@ pub(crate) fn vp8_codec() -> RTCRtpCodec {
     }
 }
 
-fn rtc_err(context: &str, err: impl std::fmt::Display) -> SfuError {
+pub(crate) fn rtc_err(context: &str, err: impl std::fmt::Display) -> SfuError {
     SfuError::Rtc(format!("{context}: {err}"))
 }
 
@@ -339,13 +339,7 @@ impl Pc {
             return Ok(());
         }
         self.pc
-            .add_ice_candidate(RTCIceCandidateInit {
-                candidate: candidate.candidate,
-                sdp_mid: candidate.sdp_mid,
-                sdp_mline_index: candidate.sdp_mline_index,
-                username_fragment: candidate.username_fragment,
-                ..Default::default()
-            })
+            .add_ice_candidate(candidate_init(candidate))
             .await
             .map_err(|e| SfuError::BadCandidate(e.to_string()))
     }
@@ -359,24 +353,8 @@ impl Pc {
         kind: TrackKind,
         ssrc: u32,
     ) -> Result<LocalTrack, SfuError> {
-        let (codec_kind, codec) = match kind {
-            TrackKind::Audio => (RtpCodecKind::Audio, opus_codec()),
-            TrackKind::Video => (RtpCodecKind::Video, vp8_codec()),
-        };
-        let encoding = RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec,
-            ..Default::default()
-        };
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            stream_id.clone(),
-            track_id.clone(),
-            track_id,
-            codec_kind,
-            vec![encoding],
+        let track = Arc::new(TrackLocalStaticRTP::new(down_track_media(
+            &stream_id, &track_id, kind, ssrc,
         )));
         let transceiver = self
             .pc
@@ -516,6 +494,45 @@ impl LocalTrack {
                 _ => continue,
             }
         }
+    }
+}
+
+/// The media track of a down track: msid `<stream_id> <track_id>`, Opus or VP8, sending
+/// as `ssrc`. Both engines announce down tracks this way.
+pub(crate) fn down_track_media(
+    stream_id: &str,
+    track_id: &str,
+    kind: TrackKind,
+    ssrc: u32,
+) -> MediaStreamTrack {
+    let (codec_kind, codec) = match kind {
+        TrackKind::Audio => (RtpCodecKind::Audio, opus_codec()),
+        TrackKind::Video => (RtpCodecKind::Video, vp8_codec()),
+    };
+    MediaStreamTrack::new(
+        stream_id.to_owned(),
+        track_id.to_owned(),
+        track_id.to_owned(),
+        codec_kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    )
+}
+
+/// A client candidate as the WebRTC stack takes it.
+pub(crate) fn candidate_init(candidate: IceCandidate) -> RTCIceCandidateInit {
+    RTCIceCandidateInit {
+        candidate: candidate.candidate,
+        sdp_mid: candidate.sdp_mid,
+        sdp_mline_index: candidate.sdp_mline_index,
+        username_fragment: candidate.username_fragment,
+        ..Default::default()
     }
 }
 

@@ -6,31 +6,28 @@
 //! credentials are chosen here, so the worker can register the ufrag with the demux before
 //! the client's first STUN check arrives.
 
-use crate::rtc::{NetSettings, announce_sdp, media_setup};
+use crate::rtc::{
+    NetSettings, announce_sdp, candidate_init, down_track_media, media_setup, rtc_err,
+};
 use crate::{IceCandidate, PcKind, SfuError, TrackKind};
 use bytes::BytesMut;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use rtc::ice::tcp_type::TcpType;
-use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::transport::{
-    CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
-};
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
 use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// Remote candidates kept while a connection has no remote description yet.
-const MAX_PENDING_CANDIDATES: usize = 32;
+/// Remote candidates kept while a connection has no remote description yet (also the
+/// bound on candidates for a connection not built yet).
+pub(crate) const MAX_PENDING_CANDIDATES: usize = 32;
 /// ICE-TCP frames kept while a connection has no remote description yet.
 const MAX_EARLY_TCP_FRAMES: usize = 16;
 /// ICE-lite consent: no traffic for this long marks the connection disconnected ...
@@ -47,10 +44,6 @@ fn ice_string(len: usize) -> String {
         .take(len)
         .map(char::from)
         .collect()
-}
-
-fn rtc_err(context: &str, err: impl std::fmt::Display) -> SfuError {
-    SfuError::Rtc(format!("{context}: {err}"))
 }
 
 /// One PeerConnection driven by a worker.
@@ -268,13 +261,7 @@ impl Peer {
 
     fn add_remote(&mut self, candidate: IceCandidate) -> Result<(), SfuError> {
         self.pc
-            .add_remote_candidate(RTCIceCandidateInit {
-                candidate: candidate.candidate,
-                sdp_mid: candidate.sdp_mid,
-                sdp_mline_index: candidate.sdp_mline_index,
-                username_fragment: candidate.username_fragment,
-                ..Default::default()
-            })
+            .add_remote_candidate(candidate_init(candidate))
             .map_err(|e| SfuError::BadCandidate(e.to_string()))
     }
 
@@ -290,24 +277,7 @@ impl Peer {
         ssrc: u32,
         reuse: bool,
     ) -> Result<RTCRtpSenderId, SfuError> {
-        let (codec_kind, codec) = match kind {
-            TrackKind::Audio => (RtpCodecKind::Audio, crate::rtc::opus_codec()),
-            TrackKind::Video => (RtpCodecKind::Video, crate::rtc::vp8_codec()),
-        };
-        let track = MediaStreamTrack::new(
-            stream_id.to_owned(),
-            track_id.to_owned(),
-            track_id.to_owned(),
-            codec_kind,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec,
-                ..Default::default()
-            }],
-        );
+        let track = down_track_media(stream_id, track_id, kind, ssrc);
         if reuse {
             // `add_track` takes the first live transceiver of this kind without a sender
             // and makes it send-only again (inactive + send).

@@ -590,7 +590,7 @@ impl Worker {
         if let Some(peer) = member.peer(kind) {
             return peer.add_candidate(candidate);
         }
-        if member.early.len() >= 32 {
+        if member.early.len() >= super::peer::MAX_PENDING_CANDIDATES {
             return Err(SfuError::BadCandidate(
                 "too many candidates before the offer".into(),
             ));
