@@ -3,8 +3,9 @@
 //! webrtc-rs 0.21 stops inbound RTCP at the end of its interceptor chain: the built-in
 //! interceptors consume receiver reports, NACKs and transport-wide feedback, and nothing
 //! reaches the application unless an interceptor marks it. [`KeyframeRequestTap`] sits last
-//! in the chain and marks exactly the keyframe requests (PLI, FIR) for delivery; everything
-//! else it swallows, as the stack would have.
+//! in the chain and marks the keyframe requests (PLI, FIR) and NACKs for delivery (the
+//! single-port engine answers NACKs itself: its forwarded packets bypass the stack's NACK
+//! history); everything else it swallows, as the stack would have.
 //!
 //! [`KeyframeLimiter`] rate-limits the PLIs the SFU sends to one publisher's track, however
 //! many subscribers ask.
@@ -12,11 +13,17 @@
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// Whether an RTCP packet asks for packets again (a generic NACK, RFC 4585 §6.2.1).
+pub(crate) fn is_nack(packet: &dyn rtc::rtcp::Packet) -> bool {
+    packet.as_any().is::<TransportLayerNack>()
+}
 
 /// Whether an RTCP packet asks for a keyframe.
 pub(crate) fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
@@ -40,7 +47,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Error> {
         if let Packet::Rtcp(packets) = &mut msg.message.packet {
-            packets.retain(|p| is_keyframe_request(p.as_ref()));
+            packets.retain(|p| is_keyframe_request(p.as_ref()) || is_nack(p.as_ref()));
             if packets.is_empty() {
                 // Already acted on by the interceptors before us; not the application's.
                 return Ok(());
@@ -161,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn only_keyframe_requests_are_delivered() {
+    fn only_keyframe_requests_and_nacks_are_delivered() {
         let mut tap = KeyframeRequestTap::default();
         let pli: Box<dyn rtc::rtcp::Packet> = Box::new(PictureLossIndication {
             sender_ssrc: 1,
@@ -179,6 +186,22 @@ mod tests {
             _ => panic!("expected RTCP"),
         }
         assert!(out.message.has(&Attribute::DeliverToApplication));
+
+        let nack: Box<dyn rtc::rtcp::Packet> = Box::new(TransportLayerNack {
+            sender_ssrc: 1,
+            media_ssrc: 2,
+            nacks: vec![],
+        });
+        tap.handle_read(tagged(vec![nack, rr.clone()]))
+            .expect("read");
+        let out = tap.poll_read().expect("the NACK is passed on");
+        match &out.message.packet {
+            Packet::Rtcp(p) => {
+                assert_eq!(p.len(), 1);
+                assert!(is_nack(p[0].as_ref()));
+            }
+            _ => panic!("expected RTCP"),
+        }
 
         tap.handle_read(tagged(vec![rr])).expect("read");
         assert!(

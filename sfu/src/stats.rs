@@ -20,6 +20,9 @@ pub struct SfuStats {
     pub dropped_packets: u64,
     /// Keyframe requests (PLI) sent to publishers, after rate limiting.
     pub keyframe_requests: u64,
+    /// Packets sent again because a subscriber's NACK asked for them (single-port engine;
+    /// the older engine leaves NACKs to webrtc-rs and does not count them).
+    pub retransmitted_packets: u64,
 }
 
 /// The live counters behind [`SfuStats`]; shared by every task of one `Sfu`.
@@ -32,6 +35,7 @@ pub(crate) struct Counters {
     pub forwarded_bytes: AtomicU64,
     pub dropped_packets: AtomicU64,
     pub keyframe_requests: AtomicU64,
+    pub retransmitted_packets: AtomicU64,
 }
 
 impl Counters {
@@ -44,6 +48,7 @@ impl Counters {
             forwarded_bytes: self.forwarded_bytes.load(Relaxed),
             dropped_packets: self.dropped_packets.load(Relaxed),
             keyframe_requests: self.keyframe_requests.load(Relaxed),
+            retransmitted_packets: self.retransmitted_packets.load(Relaxed),
         }
     }
 

@@ -137,7 +137,7 @@ impl Metrics {
             sfu.tracks,
         );
 
-        let counters: [(&str, &str, u64); 10] = [
+        let counters: [(&str, &str, u64); 11] = [
             (
                 "sealed_connections_total",
                 "WebSocket connections accepted.",
@@ -187,6 +187,11 @@ impl Metrics {
                 "sealed_sfu_keyframe_requests_total",
                 "Keyframe requests (PLI) sent to publishers.",
                 sfu.keyframe_requests,
+            ),
+            (
+                "sealed_sfu_retransmitted_packets_total",
+                "RTP packets sent again on a subscriber's NACK.",
+                sfu.retransmitted_packets,
             ),
         ];
         for (name, help, value) in counters {
@@ -296,6 +301,6 @@ mod tests {
         }
         // Each family's TYPE line appears exactly once.
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
-        assert_eq!(types, 8 + 10 + 2);
+        assert_eq!(types, 8 + 11 + 2);
     }
 }

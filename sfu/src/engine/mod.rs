@@ -11,6 +11,7 @@
 //! per-packet path. Signaling reaches a worker through its command channel ([`Command`]);
 //! events go back on each participant's channel, as with the per-connection engine.
 
+mod downstream;
 mod peer;
 mod sdp;
 mod tcp;

@@ -4,6 +4,7 @@
 //! and after each wake sends whatever the connections it touched want to send, grouped by
 //! connection (so by destination: one GSO run per subscriber where the kernel allows).
 
+use super::downstream::{SendHistory, SendReport, VIDEO_HISTORY, marshal_into};
 use super::peer::Peer;
 use super::tcp::{self, TcpEvent};
 use super::{Command, RoomKey};
@@ -23,6 +24,7 @@ use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
@@ -32,7 +34,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
 use tokio::sync::mpsc;
@@ -45,6 +47,12 @@ const RECV_CALLS_PER_WAKE: usize = 16;
 const MAX_OUTGOING: usize = 8192;
 /// How often deadlines (connect timeouts) and active speakers are looked at.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// How often each subscribe connection gets its sender reports (RFC 3550 §6.2: about
+/// every few seconds at these bandwidths; browsers use them for lip sync and RTT).
+const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// RTP clock of Opus (RFC 7587) and of video (RFC 7741).
+const OPUS_CLOCK_RATE: u32 = 48_000;
+const VP8_CLOCK_RATE: u32 = 90_000;
 /// Ssrc-free "sender" of the PLIs the SFU sends.
 const PLI_SENDER_SSRC: u32 = 0;
 
@@ -84,11 +92,13 @@ enum Stage {
 struct Down {
     track: TrackKey,
     sender: RTCRtpSenderId,
-    /// Our local track id (the publisher's): what `handle_write` is told the packet is of.
-    local_track_id: String,
     /// The SSRC it sends as (what the subscriber's RTCP names).
     ssrc: u32,
     forwarder: Forwarder,
+    /// What a NACK may ask for again (video only: browsers do not NACK Opus).
+    history: Option<SendHistory>,
+    /// Counters and clock of its sender reports.
+    report: SendReport,
     stage: Stage,
     /// No keyframe was asked for it yet.
     fresh: bool,
@@ -178,6 +188,9 @@ struct Worker {
     outgoing: Vec<Outgoing>,
     next_housekeeping: Instant,
     next_speakers: Instant,
+    next_reports: Instant,
+    /// Marshalling buffer of forwarded packets, reused.
+    scratch: Vec<u8>,
 }
 
 /// The worker thread's body: a current-thread runtime around [`Worker::run`].
@@ -215,6 +228,8 @@ pub(crate) fn run(
         outgoing: Vec::new(),
         next_housekeeping: now + HOUSEKEEPING,
         next_speakers: now + SPEAKER_INTERVAL,
+        next_reports: now + SENDER_REPORT_INTERVAL,
+        scratch: Vec::with_capacity(1500),
     };
     // A LocalSet: the ICE-TCP tasks share this thread (and its demux) with the loop.
     let local_set = tokio::task::LocalSet::new();
@@ -345,7 +360,7 @@ impl Worker {
     }
 
     fn next_deadline(&self) -> Instant {
-        let mut deadline = self.next_housekeeping;
+        let mut deadline = self.next_housekeeping.min(self.next_reports);
         for member in self.members.values() {
             for peer in [&member.publish, &member.subscribe].into_iter().flatten() {
                 if let Some(t) = peer.next_timeout
@@ -739,12 +754,17 @@ impl Worker {
             TrackKind::Audio => OPUS_PT,
             TrackKind::Video => VP8_PT,
         };
+        let (history, clock_rate) = match kind {
+            TrackKind::Audio => (None, OPUS_CLOCK_RATE),
+            TrackKind::Video => (Some(SendHistory::new(VIDEO_HISTORY)), VP8_CLOCK_RATE),
+        };
         member.downs.push(Down {
             track,
             sender,
-            local_track_id: track_id.clone(),
             ssrc,
             forwarder: Forwarder::new(ssrc, payload_type),
+            history,
+            report: SendReport::new(clock_rate),
             stage: Stage::Added,
             fresh: true,
         });
@@ -1122,6 +1142,12 @@ impl Worker {
                 self.forward(now, key.member, &track_id, packet);
             }
             RTCMessage::RtcpPacket(_, packets) if key.kind == PcKind::Subscribe => {
+                for nack in packets
+                    .iter()
+                    .filter_map(|p| p.as_any().downcast_ref::<TransportLayerNack>())
+                {
+                    self.answer_nack(now, key.member, nack);
+                }
                 // The message's track tag comes from its first packet only: map each
                 // keyframe request by the SSRC it names instead.
                 let wanted: Vec<TrackKey> = packets
@@ -1187,7 +1213,7 @@ impl Worker {
             sequence_number: packet.header.sequence_number,
             timestamp: packet.header.timestamp,
         };
-        let payload_len = packet.payload.len() as u64;
+        let payload_len = packet.payload.len();
         for &subscriber in &track.subscribers {
             let Some(member) = self.members.get_mut(&subscriber) else {
                 continue;
@@ -1199,37 +1225,98 @@ impl Worker {
             else {
                 continue;
             };
-            let mut fields = source;
-            down.forwarder.rewrite(&mut fields);
-            let mut out = packet.clone();
-            out.header.ssrc = fields.ssrc;
-            out.header.payload_type = fields.payload_type;
-            out.header.sequence_number = fields.sequence_number;
-            out.header.timestamp = fields.timestamp;
-            let local_track_id = down.local_track_id.clone();
             let Some(peer) = member.subscribe.as_mut() else {
                 continue;
             };
-            match peer.pc.handle_write(TaggedRTCMessage {
-                now,
-                message: RTCMessage::RtpPacket(local_track_id, out),
-            }) {
-                Ok(()) => {
-                    counters
-                        .forwarded_packets
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut fields = source;
+            down.forwarder.rewrite(&mut fields);
+            packet.header.ssrc = fields.ssrc;
+            packet.header.payload_type = fields.payload_type;
+            packet.header.sequence_number = fields.sequence_number;
+            packet.header.timestamp = fields.timestamp;
+            match protect_rtp(peer, now, &packet, &mut self.scratch) {
+                Some(out) => {
+                    down.report.sent(now, fields.timestamp, payload_len);
+                    if let Some(history) = &mut down.history {
+                        history.push(&packet);
+                    }
+                    route_output(&mut self.outgoing, &self.tcp_conns, out, &counters);
+                    Counters::inc(&counters.forwarded_packets);
                     counters
                         .forwarded_bytes
-                        .fetch_add(payload_len, std::sync::atomic::Ordering::Relaxed);
-                    self.dirty.insert(PcKey {
-                        member: subscriber,
-                        kind: PcKind::Subscribe,
-                    });
+                        .fetch_add(payload_len as u64, std::sync::atomic::Ordering::Relaxed);
                 }
-                Err(err) => {
-                    Counters::inc(&counters.dropped_packets);
-                    tracing::trace!(%err, "write RTP");
+                None => Counters::inc(&counters.dropped_packets),
+            }
+        }
+    }
+
+    /// Sends again, from the history of the stream `media_ssrc` names, the packets a
+    /// subscriber's NACK lists (those still kept; the rest are too old to help).
+    fn answer_nack(&mut self, now: Instant, subscriber: MemberKey, nack: &TransportLayerNack) {
+        let Some(member) = self.members.get_mut(&subscriber) else {
+            return;
+        };
+        let Some(history) = member
+            .downs
+            .iter()
+            .find(|d| d.ssrc == nack.media_ssrc && d.stage == Stage::Live)
+            .and_then(|d| d.history.as_ref())
+        else {
+            return;
+        };
+        let Some(peer) = member.subscribe.as_mut() else {
+            return;
+        };
+        let counters = &self.settings.counters;
+        for pair in &nack.nacks {
+            for sequence_number in pair.packet_list() {
+                let Some(packet) = history.get(sequence_number) else {
+                    continue;
+                };
+                if let Some(out) = protect_rtp(peer, now, packet, &mut self.scratch) {
+                    route_output(&mut self.outgoing, &self.tcp_conns, out, counters);
+                    Counters::inc(&counters.retransmitted_packets);
                 }
+            }
+        }
+    }
+
+    /// Sends every subscribe connection one compound RTCP packet with a sender report for
+    /// each stream that has sent anything (what rtc's report interceptor did before
+    /// forwarded packets bypassed it).
+    fn sender_reports(&mut self, now: Instant) {
+        let wall = SystemTime::now();
+        for member in self.members.values_mut() {
+            let reports: Vec<Box<dyn rtc::rtcp::Packet>> = member
+                .downs
+                .iter()
+                .filter(|d| d.stage == Stage::Live)
+                .filter_map(|d| d.report.report(d.ssrc, now, wall))
+                .map(|sr| Box::new(sr) as Box<dyn rtc::rtcp::Packet>)
+                .collect();
+            if reports.is_empty() {
+                continue;
+            }
+            let Some(peer) = member.subscribe.as_mut() else {
+                continue;
+            };
+            let sent = rtc::rtcp::packet::marshal(&reports)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    peer.pc
+                        .protect_rtcp_bypass(now, &bytes)
+                        .map_err(|e| e.to_string())
+                });
+            match sent {
+                Ok(Some(out)) => route_output(
+                    &mut self.outgoing,
+                    &self.tcp_conns,
+                    out,
+                    &self.settings.counters,
+                ),
+                Ok(None) => {}
+                Err(err) => tracing::debug!(%err, "sender report"),
             }
         }
     }
@@ -1319,6 +1406,10 @@ impl Worker {
             self.next_speakers = now + SPEAKER_INTERVAL;
             self.sample_speakers();
         }
+        if now >= self.next_reports {
+            self.next_reports = now + SENDER_REPORT_INTERVAL;
+            self.sender_reports(now);
+        }
         self.drain_dirty();
     }
 
@@ -1371,6 +1462,31 @@ impl Worker {
                     member.send(ParticipantEvent::ActiveSpeakers { ids: ids.clone() });
                 }
             }
+        }
+    }
+}
+
+/// Protects `packet` with the subscriber connection's SRTP context, past rtc's handler
+/// chain (see `third_party/rtc/PATCHES.md`). `None` (counted by the caller) while the
+/// connection has no keys or no selected pair, or when the packet cannot be protected.
+fn protect_rtp(
+    peer: &mut Peer,
+    now: Instant,
+    packet: &rtc::rtp::Packet,
+    scratch: &mut Vec<u8>,
+) -> Option<rtc::shared::TaggedBytesMut> {
+    let bytes = match marshal_into(packet, scratch) {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            tracing::trace!(%err, "marshal RTP");
+            return None;
+        }
+    };
+    match peer.pc.protect_rtp_bypass(now, bytes, &packet.header) {
+        Ok(out) => out,
+        Err(err) => {
+            tracing::trace!(%err, "protect RTP");
+            None
         }
     }
 }

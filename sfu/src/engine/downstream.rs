@@ -1,0 +1,203 @@
+//! What the SFU keeps per forwarded stream now that forwarded RTP no longer passes rtc's
+//! interceptor chain (see `third_party/rtc/PATCHES.md`): the recent packets a NACK can ask
+//! for again, and the counters and timestamp mapping of the RTCP sender reports.
+
+use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtp;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Packets of one video stream a NACK may still ask for: about a second at 300 packets/s,
+/// several round trips on any link a meeting survives.
+pub(crate) const VIDEO_HISTORY: usize = 512;
+
+/// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
+const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+
+/// The last packets sent on one stream, by sequence number, as sent (rewritten header,
+/// payload shared with every other subscriber's copy).
+pub(crate) struct SendHistory {
+    slots: Vec<Option<rtp::Packet>>,
+}
+
+impl SendHistory {
+    /// An empty history of `capacity` packets (a power of two keeps the index a mask).
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            slots: vec![None; capacity.max(1)],
+        }
+    }
+
+    /// Keeps `packet`, replacing the one `capacity` sequence numbers before it.
+    pub(crate) fn push(&mut self, packet: &rtp::Packet) {
+        let index = self.index(packet.header.sequence_number);
+        self.slots[index] = Some(packet.clone());
+    }
+
+    /// The packet sent with `sequence_number`, if it is still kept.
+    pub(crate) fn get(&self, sequence_number: u16) -> Option<&rtp::Packet> {
+        self.slots[self.index(sequence_number)]
+            .as_ref()
+            .filter(|p| p.header.sequence_number == sequence_number)
+    }
+
+    fn index(&self, sequence_number: u16) -> usize {
+        usize::from(sequence_number) % self.slots.len()
+    }
+}
+
+/// Sender-report state of one stream (RFC 3550 §6.4.1): packets and payload octets sent,
+/// and the RTP timestamp of the newest frame with the instant it was sent.
+pub(crate) struct SendReport {
+    clock_rate: u32,
+    packets: u32,
+    octets: u32,
+    last: Option<(u32, Instant)>,
+}
+
+impl SendReport {
+    /// Nothing sent yet on a stream whose RTP clock runs at `clock_rate` Hz.
+    pub(crate) fn new(clock_rate: u32) -> Self {
+        Self {
+            clock_rate,
+            packets: 0,
+            octets: 0,
+            last: None,
+        }
+    }
+
+    /// Counts one packet sent at `now`.
+    pub(crate) fn sent(&mut self, now: Instant, timestamp: u32, payload_len: usize) {
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self
+            .octets
+            .wrapping_add(u32::try_from(payload_len).unwrap_or(u32::MAX));
+        // The first packet of each frame maps its timestamp to wall-clock time; later
+        // packets of the frame would only add the time spent sending it.
+        if self.last.is_none_or(|(ts, _)| ts != timestamp) {
+            self.last = Some((timestamp, now));
+        }
+    }
+
+    /// The sender report for `ssrc` at `now` (`wall` is the same moment as system time),
+    /// or `None` before anything was sent.
+    pub(crate) fn report(&self, ssrc: u32, now: Instant, wall: SystemTime) -> Option<SenderReport> {
+        let (timestamp, at) = self.last?;
+        let elapsed = now.saturating_duration_since(at).as_secs_f64();
+        Some(SenderReport {
+            ssrc,
+            ntp_time: ntp_time(wall),
+            rtp_time: timestamp.wrapping_add((elapsed * f64::from(self.clock_rate)) as u32),
+            packet_count: self.packets,
+            octet_count: self.octets,
+            ..Default::default()
+        })
+    }
+}
+
+/// `wall` as a 64-bit NTP timestamp (seconds since 1900 in the high word, fraction low).
+pub(crate) fn ntp_time(wall: SystemTime) -> u64 {
+    let since_unix = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let seconds = since_unix.as_secs().wrapping_add(NTP_UNIX_OFFSET);
+    let fraction = (u64::from(since_unix.subsec_nanos()) << 32) / 1_000_000_000;
+    (seconds << 32) | fraction
+}
+
+/// Marshals `packet` into `scratch` (reused between calls) and returns the bytes.
+pub(crate) fn marshal_into<'a>(
+    packet: &rtp::Packet,
+    scratch: &'a mut Vec<u8>,
+) -> Result<&'a [u8], rtc::shared::error::Error> {
+    use rtc::shared::marshal::{Marshal, MarshalSize};
+    let size = packet.marshal_size();
+    scratch.clear();
+    scratch.resize(size, 0);
+    let written = packet.marshal_to(scratch)?;
+    Ok(&scratch[..written])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    fn rtp(seq: u16, ts: u32, len: usize) -> rtp::Packet {
+        rtp::Packet {
+            header: rtp::Header {
+                version: 2,
+                sequence_number: seq,
+                timestamp: ts,
+                ssrc: 7,
+                payload_type: 96,
+                ..Default::default()
+            },
+            payload: Bytes::from(vec![0xab; len]),
+        }
+    }
+
+    #[test]
+    fn history_returns_what_was_sent_until_it_is_overwritten() {
+        let mut history = SendHistory::new(4);
+        for seq in 65_534..=65_535 {
+            history.push(&rtp(seq, 0, 10));
+        }
+        for seq in 0..3u16 {
+            history.push(&rtp(seq, 0, 10));
+        }
+        // 65,534 shares its slot with 2 (65,534 % 4 == 2): gone; the wrap kept the rest.
+        assert!(history.get(65_534).is_none());
+        for seq in [65_535u16, 0, 1, 2] {
+            assert_eq!(
+                history.get(seq).map(|p| p.header.sequence_number),
+                Some(seq)
+            );
+        }
+        assert!(history.get(3).is_none(), "never sent");
+        assert!(history.get(6).is_none(), "slot of 2, other number");
+    }
+
+    #[test]
+    fn a_report_counts_packets_and_extrapolates_the_frame_clock() {
+        let mut report = SendReport::new(90_000);
+        let t0 = Instant::now();
+        let wall = SystemTime::now();
+        assert!(report.report(1, t0, wall).is_none(), "nothing sent yet");
+        report.sent(t0, 1_000, 100);
+        report.sent(t0 + Duration::from_millis(5), 1_000, 100);
+        report.sent(t0 + Duration::from_millis(33), 4_000, 50);
+        let sr = report
+            .report(1, t0 + Duration::from_millis(133), wall)
+            .expect("report");
+        assert_eq!(sr.ssrc, 1);
+        assert_eq!(sr.packet_count, 3);
+        assert_eq!(sr.octet_count, 250);
+        // 100 ms after the frame at 4,000 began: 4,000 + 9,000 ticks of 90 kHz.
+        assert!((12_990..=13_010).contains(&sr.rtp_time), "{}", sr.rtp_time);
+        assert_eq!(sr.ntp_time, ntp_time(wall));
+    }
+
+    #[test]
+    fn ntp_time_is_seconds_since_1900_with_a_binary_fraction() {
+        let wall = UNIX_EPOCH + Duration::from_millis(1_500);
+        let ntp = ntp_time(wall);
+        assert_eq!(ntp >> 32, NTP_UNIX_OFFSET + 1);
+        assert_eq!(ntp & 0xffff_ffff, 1 << 31);
+    }
+
+    #[test]
+    fn marshal_into_writes_header_and_payload() {
+        let packet = rtp(9, 90, 20);
+        let mut scratch = Vec::new();
+        let bytes = marshal_into(&packet, &mut scratch)
+            .expect("marshal")
+            .to_vec();
+        assert_eq!(bytes.len(), 12 + 20);
+        assert_eq!(u16::from_be_bytes([bytes[2], bytes[3]]), 9);
+        let mut reader = &bytes[..];
+        let parsed = {
+            use rtc::shared::marshal::Unmarshal;
+            rtp::Packet::unmarshal(&mut reader).expect("parse")
+        };
+        assert_eq!(parsed, packet);
+    }
+}
