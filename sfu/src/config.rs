@@ -30,6 +30,11 @@ pub struct SfuConfig {
     /// How long a PeerConnection may take to connect after its first offer/answer before
     /// the participant is closed and its media resources released. Default 15 s.
     pub connect_timeout: Duration,
+    /// Media (SRTP/SRTCP) that waited longer than this before the single-port engine got
+    /// to it — measured from the kernel's receive timestamp — is dropped and counted
+    /// ([`crate::SfuStats::shed_packets`]) instead of forwarded late: under overload the
+    /// engine sheds the oldest work rather than let latency grow. Default 100 ms.
+    pub ingress_max_age: Duration,
 }
 
 impl Default for SfuConfig {
@@ -43,6 +48,7 @@ impl Default for SfuConfig {
             public_ip: None,
             pli_min_interval: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(15),
+            ingress_max_age: Duration::from_millis(100),
         }
     }
 }

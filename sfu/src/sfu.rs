@@ -226,6 +226,15 @@ impl Sfu {
         }
     }
 
+    /// Blocks the single-port engine's workers for `duration`, as overload would: what
+    /// arrives meanwhile waits in the kernel (tests of ingress shedding).
+    #[cfg(feature = "test-tap")]
+    pub fn stall_media(&self, duration: std::time::Duration) {
+        if let Some(engine) = &self.shared.engine {
+            engine.stall(duration);
+        }
+    }
+
     /// Installs (or removes) a tap called with every payload the SFU forwards.
     #[cfg(feature = "test-tap")]
     pub fn set_tap(&self, tap: Option<Box<crate::tap::TapFn>>) {

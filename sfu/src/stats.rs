@@ -23,6 +23,9 @@ pub struct SfuStats {
     /// Packets sent again because a subscriber's NACK asked for them (single-port engine;
     /// the older engine leaves NACKs to webrtc-rs and does not count them).
     pub retransmitted_packets: u64,
+    /// Received media packets dropped unprocessed because they had waited longer than
+    /// [`crate::SfuConfig::ingress_max_age`] (single-port engine).
+    pub shed_packets: u64,
 }
 
 /// The live counters behind [`SfuStats`]; shared by every task of one `Sfu`.
@@ -36,6 +39,7 @@ pub(crate) struct Counters {
     pub dropped_packets: AtomicU64,
     pub keyframe_requests: AtomicU64,
     pub retransmitted_packets: AtomicU64,
+    pub shed_packets: AtomicU64,
 }
 
 impl Counters {
@@ -49,6 +53,7 @@ impl Counters {
             dropped_packets: self.dropped_packets.load(Relaxed),
             keyframe_requests: self.keyframe_requests.load(Relaxed),
             retransmitted_packets: self.retransmitted_packets.load(Relaxed),
+            shed_packets: self.shed_packets.load(Relaxed),
         }
     }
 

@@ -29,6 +29,7 @@ use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 #[cfg(unix)]
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::time::Duration;
 
 /// Largest datagram accepted by default: an Ethernet MTU. WebRTC media stays below ~1200
 /// bytes; anything larger is counted in [`UdpStats::oversized`] and dropped.
@@ -52,6 +53,9 @@ pub struct Datagram {
     /// The datagram's bytes (a split of the socket's receive arena: dropping it lets the
     /// arena reuse the memory).
     pub data: BytesMut,
+    /// When the kernel received it, as time since the Unix epoch (`SO_TIMESTAMPNS`;
+    /// `None` where the platform gives none).
+    pub received: Option<Duration>,
 }
 
 /// One datagram to send.
@@ -78,6 +82,8 @@ pub struct UdpStats {
     pub oversized: u64,
     /// Send system calls, whatever their outcome.
     pub send_syscalls: u64,
+    /// Messages handed to the kernel: one datagram each, or a GSO train of several.
+    pub send_messages: u64,
     /// Datagrams handed to the kernel.
     pub send_datagrams: u64,
     /// Datagrams dropped because the kernel refused them (unreachable network, wrong
@@ -250,6 +256,7 @@ impl BatchSocket {
                 out.push(Datagram {
                     from: meta.addr,
                     data: BytesMut::new(),
+                    received: meta.timestamp,
                 });
                 appended += 1;
                 continue;
@@ -270,6 +277,7 @@ impl BatchSocket {
                 out.push(Datagram {
                     from: meta.addr,
                     data: self.arena.split(),
+                    received: meta.timestamp,
                 });
                 appended += 1;
             }
@@ -400,6 +408,7 @@ impl BatchSocket {
             .try_send(UdpSockRef::from(&self.socket), &transmit)
         {
             Ok(()) => {
+                self.stats.send_messages += 1;
                 self.stats.send_datagrams += n as u64;
                 Ok(Step::Sent(n))
             }
@@ -486,6 +495,7 @@ impl BatchSocket {
             .iter()
             .map(|&(_, n)| n)
             .sum();
+        self.stats.send_messages += (sent as usize).min(msgs) as u64;
         self.stats.send_datagrams += datagrams as u64;
         // A short count means the next message would block or fails: the next call says which.
         Ok(Step::Sent(datagrams))
@@ -845,6 +855,34 @@ mod tests {
         let err = rx.recv_batch(&mut Vec::new()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
         assert_eq!(rx.stats().recv_empty, 1);
+    }
+
+    #[test]
+    fn received_datagrams_carry_the_kernel_receive_time() {
+        let mut rx = BatchSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        tx.send_to(b"hello", rx.local_addr()).unwrap();
+        let mut out = Vec::new();
+        for _ in 0..200 {
+            if rx.recv_batch(&mut out).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(out.len(), 1);
+        if cfg!(target_os = "linux") {
+            let received = out[0].received.expect("SO_TIMESTAMPNS on Linux");
+            let after = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            assert!(
+                before <= received + std::time::Duration::from_millis(1) && received <= after,
+                "{before:?} <= {received:?} <= {after:?}"
+            );
+        }
     }
 
     #[test]

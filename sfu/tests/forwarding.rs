@@ -1200,3 +1200,41 @@ async fn single_port_answers_nacks_from_its_history_and_sends_sender_reports() {
         peer.stop().await;
     }
 }
+
+/// A worker that falls behind drops the media that waited longer than
+/// `ingress_max_age` instead of forwarding it late, counts it, and carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_port_sheds_media_that_waited_too_long() {
+    let sfu = Sfu::new(SfuConfig {
+        ingress_max_age: Duration::from_millis(50),
+        ..single_port()
+    })
+    .expect("sfu");
+    let room = sfu.open_room("room").expect("room");
+    let mut a = join(&room, 1).await;
+    a.publish(20, 3).await;
+    let mut b = join(&room, 2).await;
+    eventually("b receives a's audio and video", || {
+        b.intact(1, 0) > 20 && b.intact(1, 1) > 20
+    })
+    .await;
+    assert_eq!(
+        sfu.stats().shed_packets,
+        0,
+        "nothing is shed while keeping up"
+    );
+
+    sfu.stall_media(Duration::from_millis(400));
+    eventually("what waited through the stall is shed", || {
+        sfu.stats().shed_packets > 10
+    })
+    .await;
+    let (audio, video) = (b.intact(1, 0), b.intact(1, 1));
+    eventually("forwarding resumes", || {
+        b.intact(1, 0) > audio + 20 && b.intact(1, 1) > video + 20
+    })
+    .await;
+    for peer in [&mut a, &mut b] {
+        peer.stop().await;
+    }
+}

@@ -73,6 +73,10 @@ pub struct ServeArgs {
     /// number as its UDP port), for clients whose UDP is blocked; 0 turns ICE-TCP off.
     #[arg(long, env = "SEALED_ICE_TCP_CONNS", default_value_t = 256)]
     pub ice_tcp_conns: usize,
+    /// Milliseconds a received media packet may wait for a busy media worker; older ones
+    /// are dropped and counted (`sealed_sfu_shed_packets_total`) rather than forwarded late.
+    #[arg(long, env = "SEALED_INGRESS_MAX_AGE_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ingress_max_age_ms: u64,
     /// Local IP the media sockets bind to.
     #[arg(long, env = "SEALED_BIND_IP", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub bind_ip: IpAddr,
@@ -256,6 +260,7 @@ impl ServeArgs {
                 },
                 udp_workers: usize::from(self.udp_workers),
                 ice_tcp_max_conns: self.ice_tcp_conns,
+                ingress_max_age: Duration::from_millis(self.ingress_max_age_ms),
                 public_ip: self.public_ip,
                 ..sfu::SfuConfig::default()
             },
@@ -500,6 +505,10 @@ mod tests {
         assert_eq!(workers.sfu.ice_tcp_max_conns, 256);
         let no_tcp = config_of(&["sealed", "--ice-tcp-conns", "0"]).unwrap();
         assert_eq!(no_tcp.sfu.ice_tcp_max_conns, 0);
+        assert_eq!(workers.sfu.ingress_max_age, Duration::from_millis(100));
+        let patient = config_of(&["sealed", "--ingress-max-age-ms", "5000"]).unwrap();
+        assert_eq!(patient.sfu.ingress_max_age, Duration::from_secs(5));
+        assert!(config_of(&["sealed", "--ingress-max-age-ms", "0"]).is_err());
         assert!(config_of(&["sealed", "--udp-port", "1", "--udp-ports", "2-3"]).is_err());
         assert_eq!(config.sfu.public_ip, Some("203.0.113.5".parse().unwrap()));
         assert_eq!(

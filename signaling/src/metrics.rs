@@ -137,7 +137,7 @@ impl Metrics {
             sfu.tracks,
         );
 
-        let counters: [(&str, &str, u64); 11] = [
+        let counters: [(&str, &str, u64); 12] = [
             (
                 "sealed_connections_total",
                 "WebSocket connections accepted.",
@@ -192,6 +192,11 @@ impl Metrics {
                 "sealed_sfu_retransmitted_packets_total",
                 "RTP packets sent again on a subscriber's NACK.",
                 sfu.retransmitted_packets,
+            ),
+            (
+                "sealed_sfu_shed_packets_total",
+                "Received media packets dropped for waiting too long (overload).",
+                sfu.shed_packets,
             ),
         ];
         for (name, help, value) in counters {
@@ -301,6 +306,6 @@ mod tests {
         }
         // Each family's TYPE line appears exactly once.
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
-        assert_eq!(types, 8 + 11 + 2);
+        assert_eq!(types, 8 + 12 + 2);
     }
 }

@@ -75,6 +75,9 @@ pub(crate) enum Command {
     },
     /// Closes everything and ends the worker.
     Shutdown { reply: oneshot::Sender<()> },
+    /// Blocks the worker thread this long, as an overloaded worker would be (tests).
+    #[cfg(feature = "test-tap")]
+    Stall(std::time::Duration),
 }
 
 /// The engine's side of one worker.
@@ -116,6 +119,7 @@ impl Engine {
             let settings = worker::Settings {
                 net,
                 connect_timeout: config.connect_timeout,
+                ingress_max_age: config.ingress_max_age,
                 pli_min_interval: config.pli_min_interval,
                 counters: Arc::clone(&counters),
                 #[cfg(feature = "test-tap")]
@@ -161,6 +165,14 @@ impl Engine {
             key,
             closed: Arc::default(),
             ids: Arc::default(),
+        }
+    }
+
+    /// Blocks every worker thread for `duration` (tests: what falling behind does).
+    #[cfg(feature = "test-tap")]
+    pub fn stall(&self, duration: std::time::Duration) {
+        for worker in &self.workers {
+            let _ = worker.commands.send(Command::Stall(duration));
         }
     }
 

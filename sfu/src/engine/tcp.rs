@@ -13,6 +13,7 @@ use bytes::BytesMut;
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Instant;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
 use tokio::sync::mpsc;
@@ -33,6 +34,8 @@ pub(crate) enum TcpEvent {
         peer: SocketAddr,
         key: PcKey,
         frame: BytesMut,
+        /// When it was read off the connection (what ingress shedding ages it from).
+        received: Instant,
     },
     /// The connection is gone.
     Closed { peer: SocketAddr },
@@ -59,7 +62,7 @@ pub(crate) async fn listen(
             return;
         };
         loop {
-            match guard.get_inner_mut().accept(std::time::Instant::now()) {
+            match guard.get_inner_mut().accept(Instant::now()) {
                 Ok(Some(conn)) => {
                     tokio::task::spawn_local(connection(conn, Rc::clone(&demux), events.clone()));
                 }
@@ -126,8 +129,9 @@ async fn connection(
                     {
                         break;
                     }
+                    let received = Instant::now();
                     for frame in frames {
-                        if events.send(TcpEvent::Frame { peer, key, frame }).is_err() {
+                        if events.send(TcpEvent::Frame { peer, key, frame, received }).is_err() {
                             break 'conn;
                         }
                     }

@@ -9,7 +9,7 @@ use super::peer::Peer;
 use super::tcp::{self, TcpEvent};
 use super::{Command, RoomKey};
 use crate::audio_level::{AUDIO_LEVEL_URI, ActiveSpeakers, extmap_id, parse_level};
-use crate::demux::{Demux, Route};
+use crate::demux::{Demux, PacketClass, Route, classify};
 use crate::forwarder::{Forwarder, RtpFields};
 use crate::ice_tcp::IceTcpListener;
 use crate::negotiation::{Negotiation, NextStep};
@@ -60,6 +60,7 @@ const PLI_SENDER_SSRC: u32 = 0;
 pub(crate) struct Settings {
     pub net: NetSettings,
     pub connect_timeout: Duration,
+    pub ingress_max_age: Duration,
     pub pli_min_interval: Duration,
     pub counters: Arc<Counters>,
     #[cfg(feature = "test-tap")]
@@ -306,12 +307,14 @@ impl Worker {
                             match guard.get_inner_mut().recv_batch(&mut batch) {
                                 Ok(_) => {
                                     let now = Instant::now();
+                                    let wall = unix_time();
                                     for datagram in batch.drain(..) {
-                                        self.datagram(now, datagram);
+                                        self.datagram(now, wall, datagram);
                                     }
                                     self.drain_dirty();
                                     // Send each batch's fan-out at once: held for the whole
                                     // wake it could outgrow MAX_OUTGOING in a large room.
+                                    group_by_destination(&mut self.outgoing);
                                     if let Err(err) = guard.get_inner_mut().send_batch(&mut self.outgoing)
                                         && err.kind() != io::ErrorKind::WouldBlock
                                     {
@@ -335,7 +338,16 @@ impl Worker {
             }
             self.timers(Instant::now());
         }
-        tracing::info!(addr = %self.local, "media worker stopped");
+        let udp = socket.get_ref().stats();
+        tracing::info!(
+            addr = %self.local,
+            recv_syscalls = udp.recv_syscalls,
+            recv_datagrams = udp.recv_datagrams,
+            send_syscalls = udp.send_syscalls,
+            send_messages = udp.send_messages,
+            send_datagrams = udp.send_datagrams,
+            "media worker stopped"
+        );
     }
 
     /// Sends what is queued; what the kernel does not take now waits for writability.
@@ -344,6 +356,7 @@ impl Worker {
         if self.outgoing.is_empty() {
             return;
         }
+        group_by_destination(&mut self.outgoing);
         if let Err(err) = socket.get_mut().send_batch(&mut self.outgoing)
             && err.kind() != io::ErrorKind::WouldBlock
         {
@@ -457,6 +470,8 @@ impl Worker {
                 self.close_everything();
                 let _ = reply.send(());
             }
+            #[cfg(feature = "test-tap")]
+            Command::Stall(duration) => std::thread::sleep(duration),
         }
     }
 
@@ -1007,8 +1022,16 @@ impl Worker {
                     self.tcp_conns.insert(peer, (key, out));
                 }
             }
-            TcpEvent::Frame { peer, key, frame } => {
+            TcpEvent::Frame {
+                peer,
+                key,
+                frame,
+                received,
+            } => {
                 let now = Instant::now();
+                if self.shed(&frame, now.saturating_duration_since(received)) {
+                    return;
+                }
                 let Some(pc) = self
                     .members
                     .get_mut(&key.member)
@@ -1049,7 +1072,12 @@ impl Worker {
 
     // ----- the packet path -------------------------------------------------------------
 
-    fn datagram(&mut self, now: Instant, datagram: Datagram) {
+    fn datagram(&mut self, now: Instant, wall: Duration, datagram: Datagram) {
+        if let Some(received) = datagram.received
+            && self.shed(&datagram.data, wall.saturating_sub(received))
+        {
+            return;
+        }
         let route = self.demux.borrow_mut().route(datagram.from, &datagram.data);
         let key = match route {
             Route::Known(key) | Route::Learned { key, .. } => key,
@@ -1064,6 +1092,17 @@ impl Worker {
         };
         peer.read(now, datagram.from, datagram.data, false);
         self.drain(now, key);
+    }
+
+    /// Whether a received packet that waited `age` is dropped unprocessed (and counted):
+    /// media older than the bound, under overload. STUN and DTLS are always handled — a
+    /// late keepalive still keeps a connection alive.
+    fn shed(&mut self, data: &[u8], age: Duration) -> bool {
+        let stale = age > self.settings.ingress_max_age && classify(data) == PacketClass::Rtp;
+        if stale {
+            Counters::inc(&self.settings.counters.shed_packets);
+        }
+        stale
     }
 
     /// Handles everything a connection has to say after it was fed: events, received
@@ -1464,6 +1503,20 @@ impl Worker {
             }
         }
     }
+}
+
+/// Now as time since the Unix epoch: the clock of the kernel's receive timestamps.
+fn unix_time() -> Duration {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// Orders what is queued by destination, keeping each destination's order: a fan-out
+/// interleaves subscribers packet by packet, and runs to one destination can share one
+/// GSO send.
+fn group_by_destination(outgoing: &mut [Outgoing]) {
+    outgoing.sort_by_key(|o| o.to);
 }
 
 /// Protects `packet` with the subscriber connection's SRTP context, past rtc's handler

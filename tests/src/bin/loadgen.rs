@@ -77,6 +77,61 @@ struct Args {
     /// before the single-port engine understand).
     #[arg(long)]
     udp_port: Option<u16>,
+    /// Once everyone is connected, limit the server to this percentage of one core (a
+    /// Linux cgroup CPU quota; needs root): a way to offer more than the SFU can forward —
+    /// an overload — with a load generator that is itself no faster than the SFU.
+    #[arg(long)]
+    sfu_cpu_quota: Option<u32>,
+}
+
+/// A CPU-quota cgroup holding the server (`--sfu-cpu-quota`); removed when dropped.
+struct CpuQuota {
+    dir: PathBuf,
+    pid: u32,
+}
+
+impl CpuQuota {
+    /// Shortest period of the quota: short, so a throttled server waits milliseconds.
+    const MIN_PERIOD_US: u64 = 10_000;
+    /// The kernel's smallest quota per period.
+    const MIN_QUOTA_US: u64 = 1_000;
+
+    /// Moves `pid` into a new cgroup allowed `percent` % of one core (cgroup v2's `cpu.max`
+    /// when the cpu controller is there, else v1's CFS quota).
+    fn apply(pid: u32, percent: u32) -> Result<CpuQuota> {
+        let percent = u64::from(percent.clamp(1, 100));
+        let period = Self::MIN_PERIOD_US.max(Self::MIN_QUOTA_US * 100 / percent);
+        let quota = period * percent / 100;
+        let name = format!("sealed-loadgen-{pid}");
+        let v2 = PathBuf::from("/sys/fs/cgroup");
+        let v2_has_cpu = std::fs::read_to_string(v2.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "cpu"));
+        let dir = if v2_has_cpu {
+            let dir = v2.join(&name);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("cpu.max"), format!("{quota} {period}"))?;
+            dir
+        } else {
+            let dir = PathBuf::from("/sys/fs/cgroup/cpu").join(&name);
+            std::fs::create_dir_all(&dir).context("no cgroup cpu controller (v1 or v2)")?;
+            std::fs::write(dir.join("cpu.cfs_period_us"), period.to_string())?;
+            std::fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string())?;
+            dir
+        };
+        std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+            .with_context(|| format!("moving {pid} into {}", dir.display()))?;
+        Ok(CpuQuota { dir, pid })
+    }
+}
+
+impl Drop for CpuQuota {
+    fn drop(&mut self) {
+        // A cgroup is removable once empty: hand the server back to the parent first.
+        if let Some(parent) = self.dir.parent() {
+            let _ = std::fs::write(parent.join("cgroup.procs"), self.pid.to_string());
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
 
 /// The server under test, spawned or given.
@@ -636,6 +691,11 @@ async fn run(args: &Args, server: &ServerProc) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let setup = setup_started.elapsed();
+    let _quota = match (args.sfu_cpu_quota, server.pid) {
+        (Some(percent), Some(pid)) => Some(CpuQuota::apply(pid, percent)?),
+        (Some(_), None) => bail!("--sfu-cpu-quota needs the server's pid (--server-pid)"),
+        (None, _) => None,
+    };
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let fwd_before = server.metric("sealed_sfu_forwarded_packets_total").await;
@@ -652,6 +712,7 @@ async fn run(args: &Args, server: &ServerProc) -> Result<()> {
     let own_after = proc_usage(std::process::id());
     let fwd_after = server.metric("sealed_sfu_forwarded_packets_total").await;
     let dropped = server.metric("sealed_sfu_dropped_packets_total").await;
+    let shed = server.metric("sealed_sfu_shed_packets_total").await;
     let frames_sent = shared.frames_sent.load(Ordering::Relaxed) - frames_before;
     let packets_sent = shared.packets_sent.load(Ordering::Relaxed) - packets_before;
     // Let every task hand over what it measured, then stop them.
@@ -736,6 +797,12 @@ async fn run(args: &Args, server: &ServerProc) -> Result<()> {
     );
     if let Some(d) = dropped {
         println!("| SFU dropped packets (total) | {d:.0} |");
+    }
+    if let Some(s) = shed {
+        println!("| SFU shed packets, waited too long (total) | {s:.0} |");
+    }
+    if let Some(percent) = args.sfu_cpu_quota {
+        println!("| SFU CPU quota | {percent} % of one core |");
     }
     println!(
         "| one-way latency send → decrypted, p50 / p99 | {:.2} ms / {:.2} ms |",
