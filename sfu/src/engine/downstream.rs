@@ -2,6 +2,7 @@
 //! interceptor chain (see `third_party/rtc/PATCHES.md`): the recent packets a NACK can ask
 //! for again, and the counters and timestamp mapping of the RTCP sender reports.
 
+use bytes::Bytes;
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -13,31 +14,65 @@ pub(crate) const VIDEO_HISTORY: usize = 512;
 /// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
-/// The last packets sent on one stream, by sequence number, as sent (rewritten header,
-/// payload shared with every other subscriber's copy).
+/// The last packets sent on one stream, by sequence number, as sent (rewritten header
+/// fields, payload shared with every other subscriber's copy). Kept compact — the fields
+/// a forwarded header has (extensions and CSRCs are stripped) and the payload handle —
+/// because it is written for every packet forwarded.
 pub(crate) struct SendHistory {
-    slots: Vec<Option<rtp::Packet>>,
+    slots: Vec<Option<Sent>>,
+}
+
+/// One kept packet.
+struct Sent {
+    sequence_number: u16,
+    timestamp: u32,
+    ssrc: u32,
+    payload_type: u8,
+    marker: bool,
+    payload: Bytes,
 }
 
 impl SendHistory {
-    /// An empty history of `capacity` packets (a power of two keeps the index a mask).
+    /// An empty history of `capacity` packets.
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            slots: vec![None; capacity.max(1)],
+            slots: std::iter::repeat_with(|| None)
+                .take(capacity.max(1))
+                .collect(),
         }
     }
 
     /// Keeps `packet`, replacing the one `capacity` sequence numbers before it.
     pub(crate) fn push(&mut self, packet: &rtp::Packet) {
-        let index = self.index(packet.header.sequence_number);
-        self.slots[index] = Some(packet.clone());
+        let header = &packet.header;
+        let index = self.index(header.sequence_number);
+        self.slots[index] = Some(Sent {
+            sequence_number: header.sequence_number,
+            timestamp: header.timestamp,
+            ssrc: header.ssrc,
+            payload_type: header.payload_type,
+            marker: header.marker,
+            payload: packet.payload.clone(),
+        });
     }
 
     /// The packet sent with `sequence_number`, if it is still kept.
-    pub(crate) fn get(&self, sequence_number: u16) -> Option<&rtp::Packet> {
-        self.slots[self.index(sequence_number)]
+    pub(crate) fn get(&self, sequence_number: u16) -> Option<rtp::Packet> {
+        let sent = self.slots[self.index(sequence_number)]
             .as_ref()
-            .filter(|p| p.header.sequence_number == sequence_number)
+            .filter(|s| s.sequence_number == sequence_number)?;
+        Some(rtp::Packet {
+            header: rtp::Header {
+                version: 2,
+                marker: sent.marker,
+                payload_type: sent.payload_type,
+                sequence_number: sent.sequence_number,
+                timestamp: sent.timestamp,
+                ssrc: sent.ssrc,
+                ..Default::default()
+            },
+            payload: sent.payload.clone(),
+        })
     }
 
     fn index(&self, sequence_number: u16) -> usize {
@@ -118,7 +153,6 @@ pub(crate) fn marshal_into<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use std::time::Duration;
 
     fn rtp(seq: u16, ts: u32, len: usize) -> rtp::Packet {

@@ -264,9 +264,16 @@ impl Worker {
         };
         tracing::info!(addr = %self.local, "media worker started");
         let mut batch: Vec<Datagram> = Vec::with_capacity(64);
+        // One timer, moved only when the deadline moves (not a new one every wake).
+        let timer = tokio::time::sleep_until(self.next_deadline().into());
+        tokio::pin!(timer);
+        let recv_batch = socket.get_ref().capabilities().recv_batch;
         loop {
             self.flush(&mut socket);
-            let deadline = self.next_deadline();
+            let deadline = tokio::time::Instant::from_std(self.next_deadline());
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
             let interest = if self.outgoing.is_empty() {
                 Interest::READABLE
             } else {
@@ -305,7 +312,12 @@ impl Worker {
                         for _ in 0..RECV_CALLS_PER_WAKE {
                             batch.clear();
                             match guard.get_inner_mut().recv_batch(&mut batch) {
-                                Ok(_) => {
+                                Ok(received) => {
+                                    // Fewer than a full batch: the socket was drained, and
+                                    // asking again would cost a system call that finds
+                                    // nothing. What arrives from now on raises readiness
+                                    // anew (tokio keeps a newer event's readiness).
+                                    let drained = received < recv_batch;
                                     let now = Instant::now();
                                     let wall = unix_time();
                                     for datagram in batch.drain(..) {
@@ -319,6 +331,10 @@ impl Worker {
                                         && err.kind() != io::ErrorKind::WouldBlock
                                     {
                                         tracing::warn!(%err, "UDP send");
+                                    }
+                                    if drained {
+                                        guard.clear_ready_matching(Ready::READABLE);
+                                        break;
                                     }
                                 }
                                 Err(err) => {
@@ -334,7 +350,7 @@ impl Worker {
                     }
                 }
                 Some(event) = tcp_events.recv() => self.tcp_event(event),
-                () = tokio::time::sleep_until(deadline.into()) => {}
+                () = &mut timer => {}
             }
             self.timers(Instant::now());
         }
@@ -1313,7 +1329,7 @@ impl Worker {
                 let Some(packet) = history.get(sequence_number) else {
                     continue;
                 };
-                if let Some(out) = protect_rtp(peer, now, packet, &mut self.scratch) {
+                if let Some(out) = protect_rtp(peer, now, &packet, &mut self.scratch) {
                     route_output(&mut self.outgoing, &self.tcp_conns, out, counters);
                     Counters::inc(&counters.retransmitted_packets);
                 }

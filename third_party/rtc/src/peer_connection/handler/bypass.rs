@@ -9,9 +9,8 @@
 //! then the caller's to do.
 
 use crate::peer_connection::RTCPeerConnection;
-use bytes::BytesMut;
 use shared::error::Result;
-use shared::{TaggedBytesMut, TransportMessage};
+use shared::{TaggedBytesMut, TransportContext, TransportMessage};
 use std::time::Instant;
 
 impl RTCPeerConnection {
@@ -20,13 +19,17 @@ impl RTCPeerConnection {
     ///
     /// Returns `Ok(None)` while there is nowhere to send it yet: before DTLS has produced
     /// SRTP keys or before ICE has selected a pair. The packet bypasses the interceptor
-    /// chain: no NACK history, sender report or outbound statistics account for it.
+    /// chain: no NACK history, sender report or outbound or candidate-pair statistics
+    /// account for it.
     pub fn protect_rtp_bypass(
         &mut self,
         now: Instant,
         packet: &[u8],
         header: &rtp::Header,
     ) -> Result<Option<TaggedBytesMut>> {
+        let Some(transport) = self.selected_transport() else {
+            return Ok(None);
+        };
         let Some(context) = self
             .pipeline_context
             .srtp_handler_context
@@ -35,18 +38,13 @@ impl RTCPeerConnection {
         else {
             return Ok(None);
         };
-        if self
-            .pipeline_context
-            .ice_handler_context
-            .ice_transport
-            .agent
-            .get_selected_candidate_pair()
-            .is_none()
-        {
-            return Ok(None);
-        }
-        let protected = context.encrypt_rtp_with_header(packet, header)?;
-        Ok(self.address_to_selected_pair(now, protected))
+        let message = context.encrypt_rtp_with_header(packet, header)?;
+        self.pipeline_context.observe(now);
+        Ok(Some(TransportMessage {
+            now,
+            transport,
+            message,
+        }))
     }
 
     /// Protects one marshalled (compound) RTCP packet with this connection's outbound SRTCP
@@ -57,6 +55,9 @@ impl RTCPeerConnection {
         now: Instant,
         packet: &[u8],
     ) -> Result<Option<TaggedBytesMut>> {
+        let Some(transport) = self.selected_transport() else {
+            return Ok(None);
+        };
         let Some(context) = self
             .pipeline_context
             .srtp_handler_context
@@ -65,45 +66,30 @@ impl RTCPeerConnection {
         else {
             return Ok(None);
         };
-        if self
+        let message = context.encrypt_rtcp(packet)?;
+        self.pipeline_context.observe(now);
+        Ok(Some(TransportMessage {
+            now,
+            transport,
+            message,
+        }))
+    }
+
+    /// What the ICE handler stamps on every write: the selected pair's local base address,
+    /// remote address and protocol. (It also counts the write in the pair's statistics,
+    /// looked up by a string key; bypassed packets are not counted there.)
+    fn selected_transport(&self) -> Option<TransportContext> {
+        let (local, remote) = self
             .pipeline_context
             .ice_handler_context
             .ice_transport
             .agent
-            .get_selected_candidate_pair()
-            .is_none()
-        {
-            return Ok(None);
-        }
-        let protected = context.encrypt_rtcp(packet)?;
-        Ok(self.address_to_selected_pair(now, protected))
-    }
-
-    /// What the ICE handler does to every write: the selected pair's addresses and protocol,
-    /// and the pair's sent-packet statistics.
-    fn address_to_selected_pair(
-        &mut self,
-        now: Instant,
-        message: BytesMut,
-    ) -> Option<TaggedBytesMut> {
-        self.pipeline_context.observe(now);
-        let ice = &self.pipeline_context.ice_handler_context;
-        let (local, remote) = ice.ice_transport.agent.get_selected_candidate_pair()?;
-        let transport = shared::TransportContext {
+            .get_selected_candidate_pair()?;
+        Some(TransportContext {
             local_addr: local.base_addr(),
             peer_addr: remote.addr(),
             transport_protocol: local.network_type().to_protocol(),
             ecn: None,
-        };
-        if let Some(key) = &ice.selected_pair_key
-            && let Some(pair) = self.pipeline_context.stats.ice_candidate_pairs.get_mut(key)
-        {
-            pair.on_packet_sent(message.len(), now);
-        }
-        Some(TransportMessage {
-            now,
-            transport,
-            message,
         })
     }
 }
