@@ -14,11 +14,13 @@ use crate::rtcp::{KeyframeRequestTap, is_keyframe_request};
 use crate::{IceCandidate, PcKind, SfuError, TrackKind};
 use rtc::interceptor::{Registry, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8,
+};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RTCRtpRtxParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use std::net::{IpAddr, SocketAddr};
@@ -45,6 +47,9 @@ pub(crate) type RtpPacket = rtc::rtp::Packet;
 pub(crate) const OPUS_PT: u8 = 111;
 /// VP8 payload type on every SFU connection.
 pub(crate) const VP8_PT: u8 = 96;
+/// Payload type of VP8's retransmission stream (RFC 4588 RTX, `apt=96`), offered on the
+/// single-port engine's subscribe connections.
+pub(crate) const VP8_RTX_PT: u8 = 97;
 
 /// How long we wait for host candidates before returning an SDP without them.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -160,6 +165,18 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+/// RTX for VP8 (RFC 4588): retransmissions on their own SSRC, so a receiver can tell a
+/// repair from an original (for its bandwidth estimate and statistics).
+pub(crate) fn vp8_rtx_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_RTX.to_owned(),
+        clock_rate: 90000,
+        channels: 0,
+        sdp_fmtp_line: format!("apt={VP8_PT}"),
+        rtcp_feedback: vec![],
+    }
+}
+
 pub(crate) fn opus_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
@@ -189,6 +206,12 @@ pub(crate) fn rtc_err(context: &str, err: impl std::fmt::Display) -> SfuError {
 
 /// The media engine and interceptor chain every SFU connection uses.
 pub(crate) fn media_setup() -> Result<(MediaEngine, Registry), SfuError> {
+    media_setup_with(false)
+}
+
+/// [`media_setup`], offering RTX for VP8 when `rtx` (the single-port engine's subscribe
+/// connections: it answers NACKs itself, on the RTX stream when the subscriber took it).
+pub(crate) fn media_setup_with(rtx: bool) -> Result<(MediaEngine, Registry), SfuError> {
     let mut engine = MediaEngine::default();
     engine
         .register_codec(
@@ -208,6 +231,17 @@ pub(crate) fn media_setup() -> Result<(MediaEngine, Registry), SfuError> {
             RtpCodecKind::Video,
         )
         .map_err(|e| rtc_err("register VP8", e))?;
+    if rtx {
+        engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: vp8_rtx_codec(),
+                    payload_type: VP8_RTX_PT,
+                },
+                RtpCodecKind::Video,
+            )
+            .map_err(|e| rtc_err("register RTX", e))?;
+    }
     engine
         .register_header_extension(
             RTCRtpHeaderExtensionCapability {
@@ -354,7 +388,7 @@ impl Pc {
         ssrc: u32,
     ) -> Result<LocalTrack, SfuError> {
         let track = Arc::new(TrackLocalStaticRTP::new(down_track_media(
-            &stream_id, &track_id, kind, ssrc,
+            &stream_id, &track_id, kind, ssrc, None,
         )));
         let transceiver = self
             .pc
@@ -504,6 +538,7 @@ pub(crate) fn down_track_media(
     track_id: &str,
     kind: TrackKind,
     ssrc: u32,
+    rtx_ssrc: Option<u32>,
 ) -> MediaStreamTrack {
     let (codec_kind, codec) = match kind {
         TrackKind::Audio => (RtpCodecKind::Audio, opus_codec()),
@@ -517,6 +552,7 @@ pub(crate) fn down_track_media(
         vec![RTCRtpEncodingParameters {
             rtp_coding_parameters: RTCRtpCodingParameters {
                 ssrc: Some(ssrc),
+                rtx: rtx_ssrc.map(|ssrc| RTCRtpRtxParameters { ssrc }),
                 ..Default::default()
             },
             codec,

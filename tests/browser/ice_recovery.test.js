@@ -8,12 +8,11 @@
 // nftables input rule can drop UDP without touching anything else on the machine.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 
 import { launchChromium, launchFirefox } from './lib/browsers.js';
-import { insideNamespace, nft, runInNamespace } from './lib/netns.js';
+import { dropOnInput, insideNamespace, runInNamespace } from './lib/netns.js';
 import { bench, inbound, joinMeeting, newMeetingLink, rtcStats, screenshot, sleep, stats, waitFor } from './lib/meeting.js';
 import { startServer } from './lib/server.js';
 
@@ -47,10 +46,7 @@ if (!insideNamespace) {
     const before = { ann: await stats(ann), fay: await stats(fay) };
 
     const [low, high] = server.udpPorts;
-    nft('add', 'table', 'inet', 'sealedtest');
-    t.after(() => spawnSync('nft', ['delete', 'table', 'inet', 'sealedtest']));
-    nft('add', 'chain', 'inet', 'sealedtest', 'input', '{ type filter hook input priority 0; policy accept; }');
-    nft('add', 'rule', 'inet', 'sealedtest', 'input', 'udp', 'dport', `${low}-${high}`, 'drop');
+    const restore = dropOnInput(t, 'udp', 'dport', `${low}-${high}`);
     const cutAt = Date.now();
     // The pages notice the lost media (not the socket: it stays open) and rejoin.
     await waitFor(async () => (await stats(ann)).rejoins > 0 && (await stats(fay)).rejoins > 0, {
@@ -59,7 +55,7 @@ if (!insideNamespace) {
     });
     const noticedMs = Date.now() - cutAt;
     await sleep(Math.max(0, OUTAGE_MS - noticedMs));
-    nft('delete', 'table', 'inet', 'sealedtest');
+    restore();
     const restoredAt = Date.now();
     await waitFor(() => bothDecoding(ann, fay), { timeoutMs: 30_000, intervalMs: 200, message: 'both to decode again' });
     const recoveredMs = Date.now() - restoredAt;

@@ -7,12 +7,11 @@
 // nftables input rule drops every UDP datagram to the media port.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 
 import { launchChromium, launchFirefox } from './lib/browsers.js';
-import { insideNamespace, nft, runInNamespace } from './lib/netns.js';
+import { dropOnInput, insideNamespace, runInNamespace } from './lib/netns.js';
 import { bench, screenshot } from './lib/meeting.js';
 import { meetAcrossBrowsers } from './lib/pair.js';
 import { startServer } from './lib/server.js';
@@ -26,10 +25,7 @@ if (!insideNamespace) {
     const [chromium, firefox] = await Promise.all([launchChromium(t), launchFirefox(t)]);
     const server = await startServer(t, { name: 'ice-tcp', args: ['--turn', 'off'] });
     const [port] = server.udpPorts;
-    nft('add', 'table', 'inet', 'sealedtest');
-    t.after(() => spawnSync('nft', ['delete', 'table', 'inet', 'sealedtest']));
-    nft('add', 'chain', 'inet', 'sealedtest', 'input', '{ type filter hook input priority 0; policy accept; }');
-    nft('add', 'rule', 'inet', 'sealedtest', 'input', 'udp', 'dport', String(port), 'drop');
+    dropOnInput(t, 'udp', 'dport', String(port));
 
     const { c, f, rtc, timings } = await meetAcrossBrowsers(chromium, firefox, server.url);
     bench('join_to_first_frame_ms_ice_tcp_chromium', timings.chromium);

@@ -247,6 +247,8 @@ export class Call {
           trackId: info.trackId,
           packetsReceived: s.packetsReceived ?? 0,
           packetsLost: s.packetsLost ?? 0,
+          nackCount: s.nackCount ?? 0,
+          retransmittedPacketsReceived: s.retransmittedPacketsReceived ?? 0,
           bytesReceived: s.bytesReceived ?? 0,
           framesReceived: s.framesReceived ?? 0,
           framesDecoded: s.framesDecoded ?? 0,

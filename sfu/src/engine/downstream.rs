@@ -2,14 +2,18 @@
 //! interceptor chain (see `third_party/rtc/PATCHES.md`): the recent packets a NACK can ask
 //! for again, and the counters and timestamp mapping of the RTCP sender reports.
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Packets of one video stream a NACK may still ask for: about a second at 300 packets/s,
 /// several round trips on any link a meeting survives.
 pub(crate) const VIDEO_HISTORY: usize = 512;
+
+/// The least time between two retransmissions of one packet: a NACK repeated sooner
+/// (or a subscriber asking for the same packet over and over) gets nothing more.
+pub(crate) const RESEND_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
@@ -30,6 +34,8 @@ struct Sent {
     payload_type: u8,
     marker: bool,
     payload: Bytes,
+    /// When it was last sent again.
+    resent: Option<Instant>,
 }
 
 impl SendHistory {
@@ -53,14 +59,24 @@ impl SendHistory {
             payload_type: header.payload_type,
             marker: header.marker,
             payload: packet.payload.clone(),
+            resent: None,
         });
     }
 
-    /// The packet sent with `sequence_number`, if it is still kept.
-    pub(crate) fn get(&self, sequence_number: u16) -> Option<rtp::Packet> {
-        let sent = self.slots[self.index(sequence_number)]
-            .as_ref()
+    /// The packet sent with `sequence_number`, to send again at `now`: if it is still kept
+    /// and was not sent again within [`RESEND_INTERVAL`].
+    pub(crate) fn resend(&mut self, sequence_number: u16, now: Instant) -> Option<rtp::Packet> {
+        let index = self.index(sequence_number);
+        let sent = self.slots[index]
+            .as_mut()
             .filter(|s| s.sequence_number == sequence_number)?;
+        if sent
+            .resent
+            .is_some_and(|at| now.saturating_duration_since(at) < RESEND_INTERVAL)
+        {
+            return None;
+        }
+        sent.resent = Some(now);
         Some(rtp::Packet {
             header: rtp::Header {
                 version: 2,
@@ -77,6 +93,49 @@ impl SendHistory {
 
     fn index(&self, sequence_number: u16) -> usize {
         usize::from(sequence_number) % self.slots.len()
+    }
+}
+
+/// The RTX stream (RFC 4588) of one forwarded video stream: where its retransmissions go
+/// when the subscriber took RTX.
+pub(crate) struct RtxStream {
+    ssrc: u32,
+    payload_type: u8,
+    next_sequence_number: u16,
+}
+
+impl RtxStream {
+    /// The RTX stream announced as `ssrc`, negotiated with `payload_type`; its sequence
+    /// numbers start at a random point (RFC 3550 §5.1).
+    pub(crate) fn new(ssrc: u32, payload_type: u8) -> Self {
+        Self {
+            ssrc,
+            payload_type,
+            next_sequence_number: rand::random(),
+        }
+    }
+
+    /// `original` as an RTX packet (RFC 4588 §4): this stream's SSRC, payload type and
+    /// next sequence number; the original sequence number (OSN) ahead of the original
+    /// payload; timestamp and marker kept.
+    pub(crate) fn wrap(&mut self, original: &rtp::Packet) -> rtp::Packet {
+        let mut payload = BytesMut::with_capacity(2 + original.payload.len());
+        payload.put_u16(original.header.sequence_number);
+        payload.extend_from_slice(&original.payload);
+        let sequence_number = self.next_sequence_number;
+        self.next_sequence_number = sequence_number.wrapping_add(1);
+        rtp::Packet {
+            header: rtp::Header {
+                version: 2,
+                marker: original.header.marker,
+                payload_type: self.payload_type,
+                sequence_number,
+                timestamp: original.header.timestamp,
+                ssrc: self.ssrc,
+                ..Default::default()
+            },
+            payload: payload.freeze(),
+        }
     }
 }
 
@@ -153,7 +212,6 @@ pub(crate) fn marshal_into<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn rtp(seq: u16, ts: u32, len: usize) -> rtp::Packet {
         rtp::Packet {
@@ -178,16 +236,42 @@ mod tests {
         for seq in 0..3u16 {
             history.push(&rtp(seq, 0, 10));
         }
+        let now = Instant::now();
         // 65,534 shares its slot with 2 (65,534 % 4 == 2): gone; the wrap kept the rest.
-        assert!(history.get(65_534).is_none());
+        assert!(history.resend(65_534, now).is_none());
         for seq in [65_535u16, 0, 1, 2] {
-            assert_eq!(
-                history.get(seq).map(|p| p.header.sequence_number),
-                Some(seq)
-            );
+            assert_eq!(history.resend(seq, now), Some(rtp(seq, 0, 10)), "as sent");
         }
-        assert!(history.get(3).is_none(), "never sent");
-        assert!(history.get(6).is_none(), "slot of 2, other number");
+        assert!(history.resend(3, now).is_none(), "never sent");
+        assert!(history.resend(6, now).is_none(), "slot of 2, other number");
+        assert!(
+            history.resend(1, now).is_none(),
+            "asked again at once: nothing"
+        );
+        assert!(
+            history.resend(1, now + RESEND_INTERVAL).is_some(),
+            "asked again a little later: sent again"
+        );
+    }
+
+    #[test]
+    fn rtx_carries_the_original_sequence_number_ahead_of_the_payload() {
+        let mut rtx = RtxStream::new(99, 97);
+        let mut original = rtp(40_000, 1234, 3);
+        original.header.marker = true;
+        let first = rtx.wrap(&original);
+        let second = rtx.wrap(&rtp(40_007, 1300, 1));
+        assert_eq!(first.header.ssrc, 99);
+        assert_eq!(first.header.payload_type, 97);
+        assert_eq!(first.header.timestamp, 1234);
+        assert!(first.header.marker);
+        assert_eq!(&first.payload[..], &[0x9c, 0x40, 0xab, 0xab, 0xab]);
+        assert_eq!(&second.payload[..2], &40_007u16.to_be_bytes());
+        assert_eq!(
+            second.header.sequence_number,
+            first.header.sequence_number.wrapping_add(1),
+            "its own sequence numbers, one after another"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! the client's first STUN check arrives.
 
 use crate::rtc::{
-    NetSettings, announce_sdp, candidate_init, down_track_media, media_setup, rtc_err,
+    NetSettings, VP8_PT, announce_sdp, candidate_init, down_track_media, media_setup_with, rtc_err,
 };
 use crate::{IceCandidate, PcKind, SfuError, TrackKind};
 use bytes::BytesMut;
@@ -15,6 +15,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use rtc::ice::tcp_type::TcpType;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_RTX;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
@@ -81,7 +82,7 @@ impl Peer {
         local_tcp: Option<SocketAddr>,
         net: NetSettings,
     ) -> Result<Peer, SfuError> {
-        let (engine, registry) = media_setup()?;
+        let (engine, registry) = media_setup_with(kind == PcKind::Subscribe)?;
         let ufrag = ice_string(16);
         let settings = SettingEngineBuilder::new()
             .with_lite(true)
@@ -210,6 +211,32 @@ impl Peer {
         self.local_sdp()
     }
 
+    /// The payload type of the RTX stream of `sender`'s track, if the last answer took RTX
+    /// (rtc drops a sender's RTX encoding when the answer has no RTX codec).
+    pub fn rtx_payload_type(&mut self, sender: RTCRtpSenderId) -> Option<u8> {
+        let mut sender = self.pc.rtp_sender(sender)?;
+        let parameters = sender.get_parameters();
+        parameters
+            .encodings
+            .first()?
+            .rtp_coding_parameters
+            .rtx
+            .as_ref()?;
+        let apt = format!("apt={VP8_PT}");
+        parameters
+            .rtp_parameters
+            .codecs
+            .iter()
+            .find(|c| {
+                c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_RTX)
+                    && c.rtp_codec
+                        .sdp_fmtp_line
+                        .split(';')
+                        .any(|p| p.trim() == apt)
+            })
+            .map(|c| c.payload_type)
+    }
+
     /// Applies the client's answer to our last offer.
     pub fn apply_answer(
         &mut self,
@@ -265,7 +292,8 @@ impl Peer {
             .map_err(|e| SfuError::BadCandidate(e.to_string()))
     }
 
-    /// Adds a down track: msid `<stream_id> <track_id>`, sending as `ssrc`. With `reuse`,
+    /// Adds a down track: msid `<stream_id> <track_id>`, sending as `ssrc` (and its
+    /// retransmissions as `rtx_ssrc`, if the subscriber takes RTX). With `reuse`,
     /// it takes over a transceiver of its kind whose earlier track was removed (and that
     /// removal negotiated), so the subscriber's SDP does not grow with every leave and
     /// join; otherwise it gets a new send-only transceiver.
@@ -275,9 +303,10 @@ impl Peer {
         track_id: &str,
         kind: TrackKind,
         ssrc: u32,
+        rtx_ssrc: Option<u32>,
         reuse: bool,
     ) -> Result<RTCRtpSenderId, SfuError> {
-        let track = down_track_media(stream_id, track_id, kind, ssrc);
+        let track = down_track_media(stream_id, track_id, kind, ssrc, rtx_ssrc);
         if reuse {
             // `add_track` takes the first live transceiver of this kind without a sender
             // and makes it send-only again (inactive + send).

@@ -4,7 +4,7 @@
 //! and after each wake sends whatever the connections it touched want to send, grouped by
 //! connection (so by destination: one GSO run per subscriber where the kernel allows).
 
-use super::downstream::{SendHistory, SendReport, VIDEO_HISTORY, marshal_into};
+use super::downstream::{RtxStream, SendHistory, SendReport, VIDEO_HISTORY, marshal_into};
 use super::peer::Peer;
 use super::tcp::{self, TcpEvent};
 use super::{Command, RoomKey};
@@ -98,6 +98,11 @@ struct Down {
     forwarder: Forwarder,
     /// What a NACK may ask for again (video only: browsers do not NACK Opus).
     history: Option<SendHistory>,
+    /// The SSRC its retransmissions are announced with (video).
+    rtx_ssrc: Option<u32>,
+    /// Where retransmissions go when the subscriber took RTX; without, they are sent
+    /// again as they were.
+    rtx: Option<RtxStream>,
     /// Counters and clock of its sender reports.
     report: SendReport,
     stage: Stage,
@@ -603,6 +608,11 @@ impl Worker {
         for down in &mut member.downs {
             if down.stage == Stage::Offered {
                 down.stage = Stage::Answered;
+                // The subscriber's answer says whether it takes RTX for this track.
+                down.rtx = down
+                    .rtx_ssrc
+                    .zip(peer.rtx_payload_type(down.sender))
+                    .map(|(ssrc, payload_type)| RtxStream::new(ssrc, payload_type));
             }
         }
         for freed in &mut member.freed {
@@ -752,6 +762,7 @@ impl Worker {
             return;
         }
         let ssrc = self.next_ssrc();
+        let rtx_ssrc = (kind == TrackKind::Video).then(|| self.next_ssrc());
         let Some(member) = self.members.get_mut(&subscriber) else {
             return;
         };
@@ -765,22 +776,27 @@ impl Worker {
                 .freed
                 .iter()
                 .any(|(k, f)| *k == kind && *f != Freed::Ready);
-        let sender =
-            match peer.add_down_track(&publisher_id.to_string(), &track_id, kind, ssrc, reuse) {
-                Ok(sender) => {
-                    if reuse
-                        && let Some(i) =
-                            member.freed.iter().position(|f| *f == (kind, Freed::Ready))
-                    {
-                        member.freed.swap_remove(i);
-                    }
-                    sender
+        let sender = match peer.add_down_track(
+            &publisher_id.to_string(),
+            &track_id,
+            kind,
+            ssrc,
+            rtx_ssrc,
+            reuse,
+        ) {
+            Ok(sender) => {
+                if reuse
+                    && let Some(i) = member.freed.iter().position(|f| *f == (kind, Freed::Ready))
+                {
+                    member.freed.swap_remove(i);
                 }
-                Err(err) => {
-                    tracing::warn!(participant = member.id, %track_id, %err, "cannot subscribe");
-                    return;
-                }
-            };
+                sender
+            }
+            Err(err) => {
+                tracing::warn!(participant = member.id, %track_id, %err, "cannot subscribe");
+                return;
+            }
+        };
         let payload_type = match kind {
             TrackKind::Audio => OPUS_PT,
             TrackKind::Video => VP8_PT,
@@ -795,6 +811,8 @@ impl Worker {
             ssrc,
             forwarder: Forwarder::new(ssrc, payload_type),
             history,
+            rtx_ssrc,
+            rtx: None,
             report: SendReport::new(clock_rate),
             stage: Stage::Added,
             fresh: true,
@@ -1312,11 +1330,14 @@ impl Worker {
         let Some(member) = self.members.get_mut(&subscriber) else {
             return;
         };
-        let Some(history) = member
+        let Some(Down {
+            history: Some(history),
+            rtx,
+            ..
+        }) = member
             .downs
-            .iter()
+            .iter_mut()
             .find(|d| d.ssrc == nack.media_ssrc && d.stage == Stage::Live)
-            .and_then(|d| d.history.as_ref())
         else {
             return;
         };
@@ -1326,9 +1347,12 @@ impl Worker {
         let counters = &self.settings.counters;
         for pair in &nack.nacks {
             for sequence_number in pair.packet_list() {
-                let Some(packet) = history.get(sequence_number) else {
+                let Some(mut packet) = history.resend(sequence_number, now) else {
                     continue;
                 };
+                if let Some(rtx) = rtx {
+                    packet = rtx.wrap(&packet);
+                }
                 if let Some(out) = protect_rtp(peer, now, &packet, &mut self.scratch) {
                     route_output(&mut self.outgoing, &self.tcp_conns, out, counters);
                     Counters::inc(&counters.retransmitted_packets);

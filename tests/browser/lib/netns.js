@@ -45,3 +45,16 @@ export function runInNamespace(t, file, timeoutMs) {
   assert.equal(run.status, 0, 'the test inside the network namespace failed');
   assert.match(run.stdout ?? '', /^ok 1 - inside the namespace/m, 'the inner test ran and passed');
 }
+
+/**
+ * Drops at the namespace's input hook what the nftables `match` expressions select
+ * (e.g. `'udp', 'dport', '40000'`) until the returned function — or the end of test
+ * `t` — removes the rule again.
+ */
+export function dropOnInput(t, ...match) {
+  nft('add', 'table', 'inet', 'sealedtest');
+  t.after(() => spawnSync('nft', ['delete', 'table', 'inet', 'sealedtest']));
+  nft('add', 'chain', 'inet', 'sealedtest', 'input', '{ type filter hook input priority 0; policy accept; }');
+  nft('add', 'rule', 'inet', 'sealedtest', 'input', ...match, 'drop');
+  return () => nft('delete', 'table', 'inet', 'sealedtest');
+}
