@@ -12,6 +12,8 @@
 //! events go back on each participant's channel, as with the per-connection engine.
 
 mod downstream;
+#[cfg(test)]
+mod ice_tests;
 mod peer;
 mod sdp;
 mod tcp;
