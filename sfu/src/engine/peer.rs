@@ -17,9 +17,10 @@ use rtc::ice::tcp_type::TcpType;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_RTX;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::message::TaggedRTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
-use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::peer_connection::{BypassRead, RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -71,6 +72,15 @@ pub(crate) struct Peer {
     early_tcp: Vec<(SocketAddr, BytesMut)>,
     /// The connection's next timer, cached after every interaction.
     pub next_timeout: Option<Instant>,
+}
+
+/// How [`Peer::read`] handled a datagram, and so how its results are collected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// Media only, waiting for [`Peer::next_media`]; no event was raised.
+    Media,
+    /// The whole pipeline ran (or an event was raised): poll events and messages.
+    Full,
 }
 
 impl Peer {
@@ -143,19 +153,24 @@ impl Peer {
 
     /// Feeds one datagram (or one de-framed ICE-TCP frame) from `from`. Errors are the
     /// peer's (garbage, a failed check) and only logged: they must not end the connection.
-    pub fn read(&mut self, now: Instant, from: SocketAddr, data: BytesMut, tcp: bool) {
+    ///
+    /// SRTP on a connected connection takes rtc's short read path (SRTP, interceptors,
+    /// endpoint; see `third_party/rtc/PATCHES.md`): then the result is [`Read::Media`] and
+    /// what it yielded is popped with [`Peer::next_media`]. Anything else is
+    /// [`Read::Full`]: events and messages are polled from the connection as usual.
+    pub fn read(&mut self, now: Instant, from: SocketAddr, data: BytesMut, tcp: bool) -> Read {
         if tcp && !self.has_remote {
             if self.early_tcp.len() < MAX_EARLY_TCP_FRAMES {
                 self.early_tcp.push((from, data));
             }
-            return;
+            return Read::Full;
         }
         let (local_addr, transport_protocol) = match (tcp, self.local_tcp) {
             (true, Some(local_tcp)) => (local_tcp, TransportProtocol::TCP),
-            (true, None) => return,
+            (true, None) => return Read::Full,
             (false, _) => (self.local, TransportProtocol::UDP),
         };
-        let result = self.pc.handle_read(TaggedBytesMut {
+        let msg = TaggedBytesMut {
             now,
             transport: TransportContext {
                 local_addr,
@@ -164,10 +179,21 @@ impl Peer {
                 transport_protocol,
             },
             message: data,
-        });
-        if let Err(err) = result {
+        };
+        let msg = match self.pc.read_rtp_bypass(msg) {
+            BypassRead::Taken { events: false } => return Read::Media,
+            BypassRead::Taken { events: true } => return Read::Full,
+            BypassRead::NotTaken(msg) => msg,
+        };
+        if let Err(err) = self.pc.handle_read(msg) {
             tracing::debug!(pc = ?self.kind, %from, %err, "datagram refused");
         }
+        Read::Full
+    }
+
+    /// The next media message [`Peer::read`] yielded on its short path.
+    pub fn next_media(&mut self) -> Option<TaggedRTCMessage> {
+        self.pc.poll_media_bypass()
     }
 
     /// Applies the client's offer and returns our answer. A failure is the client's
@@ -264,6 +290,7 @@ impl Peer {
                 tracing::debug!(%err, "held candidate rejected");
             }
         }
+        // The caller drains the connection afterwards, whatever path each frame took.
         for (from, frame) in std::mem::take(&mut self.early_tcp) {
             self.read(now, from, frame, true);
         }

@@ -5,7 +5,7 @@
 //! connection (so by destination: one GSO run per subscriber where the kernel allows).
 
 use super::downstream::{RtxStream, SendHistory, SendReport, VIDEO_HISTORY, marshal_into};
-use super::peer::Peer;
+use super::peer::{Peer, Read};
 use super::tcp::{self, TcpEvent};
 use super::{Command, RoomKey};
 use crate::audio_level::{AUDIO_LEVEL_URI, ActiveSpeakers, extmap_id, parse_level};
@@ -45,6 +45,15 @@ const MAX_ADDRS_PER_PC: usize = 4;
 const RECV_CALLS_PER_WAKE: usize = 16;
 /// Datagrams waiting for a writable socket before the oldest are dropped.
 const MAX_OUTGOING: usize = 8192;
+/// How soon datagrams the kernel refused (its send buffer full) are offered again. The
+/// socket is not registered for writability: edge-triggered, that reports an event after
+/// every send, which cost a second `epoll_wait` per wake.
+const BACKLOG_RETRY: Duration = Duration::from_millis(1);
+/// Connection timers (rtc's NACK generation and TWCC feedback every 100 ms, reports, ICE,
+/// DTLS retransmissions) are served on a shared grid of this step instead of each at its
+/// own instant: a due timer waits at most this long, and a room's connections share one
+/// wake instead of each costing its own. Packets arriving in between serve due timers too.
+const TIMER_GRID: Duration = Duration::from_millis(20);
 /// How often deadlines (connect timeouts) and active speakers are looked at.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// How often each subscribe connection gets its sender reports (RFC 3550 §6.2: about
@@ -195,8 +204,18 @@ struct Worker {
     next_housekeeping: Instant,
     next_speakers: Instant,
     next_reports: Instant,
+    /// Origin of the timer grid ([`TIMER_GRID`]).
+    epoch: Instant,
     /// Marshalling buffer of forwarded packets, reused.
     scratch: Vec<u8>,
+}
+
+/// The first grid point (`epoch` + k × [`TIMER_GRID`]) at or after `t`.
+fn on_grid(epoch: Instant, t: Instant) -> Instant {
+    let step = TIMER_GRID.as_nanos();
+    let since = t.saturating_duration_since(epoch).as_nanos();
+    let steps = u32::try_from(since.div_ceil(step)).unwrap_or(u32::MAX);
+    epoch + TIMER_GRID * steps
 }
 
 /// The worker thread's body: a current-thread runtime around [`Worker::run`].
@@ -235,6 +254,7 @@ pub(crate) fn run(
         next_housekeeping: now + HOUSEKEEPING,
         next_speakers: now + SPEAKER_INTERVAL,
         next_reports: now + SENDER_REPORT_INTERVAL,
+        epoch: now,
         scratch: Vec::with_capacity(1500),
     };
     // A LocalSet: the ICE-TCP tasks share this thread (and its demux) with the loop.
@@ -257,9 +277,7 @@ impl Worker {
     ) {
         // SAFETY: the AsyncFd owns the BatchSocket, whose descriptor stays open and the
         // same until the AsyncFd drops it.
-        let registered = unsafe {
-            AsyncFd::register_with_interest(socket, Interest::READABLE | Interest::WRITABLE)
-        };
+        let registered = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) };
         let mut socket = match registered {
             Ok(fd) => fd,
             Err(err) => {
@@ -279,11 +297,6 @@ impl Worker {
             if timer.deadline() != deadline {
                 timer.as_mut().reset(deadline);
             }
-            let interest = if self.outgoing.is_empty() {
-                Interest::READABLE
-            } else {
-                Interest::READABLE | Interest::WRITABLE
-            };
             tokio::select! {
                 biased;
                 command = commands.recv() => {
@@ -298,22 +311,9 @@ impl Worker {
                         Some(command) => self.command(command),
                     }
                 }
-                ready = socket.ready_mut(interest) => {
+                ready = socket.ready_mut(Interest::READABLE) => {
                     let Ok(mut guard) = ready else { break };
-                    let ready = guard.ready();
-                    if ready.is_writable() {
-                        match guard.get_inner_mut().send_batch(&mut self.outgoing) {
-                            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                                guard.clear_ready_matching(Ready::WRITABLE);
-                            }
-                            Err(err) => tracing::warn!(%err, "UDP send"),
-                            Ok(_) if !self.outgoing.is_empty() => {
-                                guard.clear_ready_matching(Ready::WRITABLE);
-                            }
-                            Ok(_) => {}
-                        }
-                    }
-                    if ready.is_readable() {
+                    if guard.ready().is_readable() {
                         for _ in 0..RECV_CALLS_PER_WAKE {
                             batch.clear();
                             match guard.get_inner_mut().recv_batch(&mut batch) {
@@ -393,6 +393,8 @@ impl Worker {
         }
     }
 
+    /// When the loop must wake without traffic: the first timer, moved up to the grid, or
+    /// sooner to offer a send backlog again.
     fn next_deadline(&self) -> Instant {
         let mut deadline = self.next_housekeeping.min(self.next_reports);
         for member in self.members.values() {
@@ -404,7 +406,12 @@ impl Worker {
                 }
             }
         }
-        deadline
+        let deadline = on_grid(self.epoch, deadline);
+        if self.outgoing.is_empty() {
+            deadline
+        } else {
+            deadline.min(Instant::now() + BACKLOG_RETRY)
+        }
     }
 
     fn key(&mut self) -> u64 {
@@ -1090,6 +1097,7 @@ impl Worker {
                 } else {
                     None
                 };
+                // Whatever path each took, `drain` collects it all.
                 pc.read(now, peer, frame, true);
                 if let Some(nomination) = replay {
                     pc.read(now, peer, nomination, true);
@@ -1124,8 +1132,27 @@ impl Worker {
         else {
             return;
         };
-        peer.read(now, datagram.from, datagram.data, false);
-        self.drain(now, key);
+        match peer.read(now, datagram.from, datagram.data, false) {
+            Read::Media => self.forward_media(now, key),
+            Read::Full => self.drain(now, key),
+        }
+    }
+
+    /// Handles the media a connection's short read path yielded (no events came with it),
+    /// and marks it for sending and a new timer (its interceptors saw the packet).
+    fn forward_media(&mut self, now: Instant, key: PcKey) {
+        self.dirty.insert(key);
+        loop {
+            let Some(message) = self
+                .members
+                .get_mut(&key.member)
+                .and_then(|m| m.peer(key.kind))
+                .and_then(Peer::next_media)
+            else {
+                return;
+            };
+            self.pc_message(now, key, message);
+        }
     }
 
     /// Whether a received packet that waited `age` is dropped unprocessed (and counted):
@@ -1605,4 +1632,28 @@ fn route_output(
         to: out.transport.peer_addr,
         data: out.message,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_wait_for_the_next_grid_point_and_no_longer() {
+        let epoch = Instant::now();
+        assert_eq!(on_grid(epoch, epoch), epoch);
+        assert_eq!(on_grid(epoch, epoch - Duration::from_secs(1)), epoch);
+        let step = TIMER_GRID;
+        assert_eq!(on_grid(epoch, epoch + step), epoch + step);
+        assert_eq!(
+            on_grid(epoch, epoch + step + Duration::from_nanos(1)),
+            epoch + step * 2
+        );
+        for ms in [1u64, 7, 19, 21, 99, 1_001, 86_400_000] {
+            let t = epoch + Duration::from_millis(ms);
+            let woken = on_grid(epoch, t);
+            assert!(woken >= t && woken - t < step, "{ms} ms → {woken:?}");
+            assert_eq!((woken - epoch).as_nanos() % step.as_nanos(), 0);
+        }
+    }
 }

@@ -245,6 +245,8 @@ pub mod certificate;
 pub mod configuration;
 pub mod event;
 pub(crate) mod handler;
+/// What the SFU read bypass did with a datagram (Sealed patch; see PATCHES.md).
+pub use handler::bypass::BypassRead;
 mod internal;
 pub mod message;
 pub mod sdp;
