@@ -41,10 +41,13 @@ use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInf
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
 use rtc::rtp::extension::HeaderExtension;
 use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
+use rtc::rtp::extension::transport_cc_extension::TransportCcExtension;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -99,6 +102,12 @@ struct TapLog {
     other: Vec<(u32, u8, u16)>,
     /// Every sender report.
     sender_reports: Vec<SenderReport>,
+    /// Every receiver report.
+    receiver_reports: Vec<ReceiverReport>,
+    /// Every transport-layer NACK.
+    nacks: Vec<TransportLayerNack>,
+    /// Every transport-wide congestion control feedback packet.
+    twcc: Vec<TransportLayerCc>,
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeTap {
@@ -132,6 +141,17 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeTap {
                         .filter_map(|p| p.as_any().downcast_ref::<SenderReport>().cloned()),
                 ),
                 _ => {}
+            }
+            if let Packet::Rtcp(packets) = &msg.message.packet {
+                for p in packets.iter().map(|p| p.as_any()) {
+                    if let Some(rr) = p.downcast_ref::<ReceiverReport>() {
+                        log.receiver_reports.push(rr.clone());
+                    } else if let Some(nack) = p.downcast_ref::<TransportLayerNack>() {
+                        log.nacks.push(nack.clone());
+                    } else if let Some(cc) = p.downcast_ref::<TransportLayerCc>() {
+                        log.twcc.push(cc.clone());
+                    }
+                }
             }
         }
         if let Packet::Rtcp(packets) = &mut msg.message.packet {
@@ -1249,4 +1269,211 @@ async fn single_port_sheds_media_that_waited_too_long() {
     for peer in [&mut a, &mut b] {
         peer.stop().await;
     }
+}
+
+/// The transport-wide congestion control RTP header extension (draft-holmer-rmcat-01).
+const TWCC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
+/// Negotiates `peer`'s publish connection with one Opus (SSRC `audio`) and one VP8 (SSRC
+/// `video`) track and waits until it is connected, without sending anything: the caller
+/// writes the RTP. Returns the tracks and the (offer, answer) SDPs.
+async fn publish_silently(
+    peer: &mut Peer,
+    audio: u32,
+    video: u32,
+) -> (
+    Arc<TrackLocalStaticRTP>,
+    Arc<TrackLocalStaticRTP>,
+    String,
+    String,
+) {
+    let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
+    let pc = Arc::new(client_pc(Arc::new(Mutex::default()), cand_tx).await);
+    {
+        let handle = peer.handle.clone();
+        tokio::spawn(async move {
+            while let Some(c) = cand_rx.recv().await {
+                let _ = handle.add_ice_candidate(PcKind::Publish, c).await;
+            }
+        });
+    }
+    let mut tracks = vec![];
+    for (kind, ssrc) in [(RtpCodecKind::Audio, audio), (RtpCodecKind::Video, video)] {
+        let track = local_track(peer.id, kind, ssrc);
+        pc.pc
+            .add_transceiver_from_track(
+                Arc::clone(&track) as Arc<dyn TrackLocal>,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Sendonly,
+                    streams: vec![],
+                    send_encodings: vec![],
+                }),
+            )
+            .await
+            .unwrap();
+        // Drain the track's events, as a publisher does.
+        let polled = Arc::clone(&track);
+        tokio::spawn(async move { while polled.poll().await.is_some() {} });
+        tracks.push(track);
+    }
+    let offer = pc.pc.create_offer(None).await.unwrap();
+    pc.pc.set_local_description(offer).await.unwrap();
+    let offer = local_sdp(&pc).await;
+    let answer = peer
+        .handle
+        .publish_offer(&offer)
+        .await
+        .expect("publish answer");
+    pc.pc
+        .set_remote_description(RTCSessionDescription::answer(answer.clone()).unwrap())
+        .await
+        .unwrap();
+    let mut connected = pc.connected.clone();
+    tokio::time::timeout(WAIT, connected.wait_for(|c| *c))
+        .await
+        .expect("publish PC connects")
+        .unwrap();
+    peer.publish = Some(pc);
+    let video = tracks.pop().unwrap();
+    let audio = tracks.pop().unwrap();
+    (audio, video, offer, answer)
+}
+
+/// A publisher's media takes the single-port engine's short read path
+/// (`read_rtp_bypass`, third_party/rtc/PATCHES.md), which skips most of rtc's pipeline but
+/// must neither skip its interceptors nor starve their timers. So a publisher whose VP8
+/// stream loses three packets on the way gets, within a few seconds: a NACK naming the
+/// three and never a packet that arrived (NACK generator), receiver reports for its audio
+/// and video counting up to their last packet and the three lost (receiver reports), and
+/// transport-wide congestion control feedback on every packet it sent (TWCC receiver).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_port_gives_publishers_nack_twcc_and_receiver_reports() {
+    let sfu = Sfu::new(single_port()).expect("sfu");
+    let room = sfu.open_room("room").expect("room");
+    let mut a = join(&room, 1).await;
+    let (audio_ssrc, video_ssrc) = (1001, 2001);
+    let (audio, video, offer, answer) = publish_silently(&mut a, audio_ssrc, video_ssrc).await;
+    for (who, sdp) in [("offer", &offer), ("answer", &answer)] {
+        assert!(
+            sdp.contains(TWCC_URI) && sdp.contains("a=rtcp-fb:96 transport-cc"),
+            "the publish {who} negotiates transport-wide congestion control:\n{sdp}"
+        );
+    }
+
+    // 61 video packets 5 ms apart, an audio packet every fourth; video 21..=23 are lost
+    // on the way: neither their RTP nor their transport-wide sequence numbers arrive. The
+    // client's default interceptors negotiate TWCC but number nothing (no TWCC sender is
+    // registered), so the numbers are stamped here, as a browser's sender would.
+    const FIRST: u16 = 1000;
+    let lost: BTreeSet<u16> = (21..=23).map(|i| FIRST + i).collect();
+    let mut sent = BTreeSet::new();
+    let (mut transport_seq, mut audio_seq) = (0u16, 0u16);
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    for i in 0..=60u16 {
+        tick.tick().await;
+        let seq = FIRST + i;
+        let twcc = |transport_sequence| {
+            HeaderExtension::TransportCc(TransportCcExtension { transport_sequence })
+        };
+        let video_transport_seq = transport_seq;
+        transport_seq += 1;
+        if !lost.contains(&seq) {
+            let mut pkt = rtc::rtp::Packet::default();
+            pkt.header.version = 2;
+            pkt.header.payload_type = 96;
+            pkt.header.ssrc = video_ssrc;
+            pkt.header.sequence_number = seq;
+            pkt.header.timestamp = u32::from(i) * 900;
+            pkt.header.marker = true;
+            pkt.payload = payload(a.id, 1, u32::from(seq));
+            video
+                .write_rtp_with_extensions(pkt, &[twcc(video_transport_seq)])
+                .await
+                .expect("video written");
+            sent.insert(seq);
+        }
+        if i % 4 == 0 {
+            let mut pkt = rtc::rtp::Packet::default();
+            pkt.header.version = 2;
+            pkt.header.payload_type = 111;
+            pkt.header.ssrc = audio_ssrc;
+            pkt.header.sequence_number = audio_seq;
+            pkt.header.timestamp = u32::from(audio_seq) * 960;
+            pkt.payload = payload(a.id, 0, u32::from(audio_seq));
+            audio
+                .write_rtp_with_extensions(
+                    pkt,
+                    &[
+                        twcc(transport_seq),
+                        HeaderExtension::AudioLevel(AudioLevelExtension {
+                            level: 30,
+                            voice: true,
+                        }),
+                    ],
+                )
+                .await
+                .expect("audio written");
+            transport_seq += 1;
+            audio_seq += 1;
+        }
+    }
+    let (last_video, last_audio) = (FIRST + 60, audio_seq - 1);
+
+    // What reached the publisher's connection, as its interceptors see it.
+    let log = Arc::clone(&a.publish.as_ref().expect("published").log);
+    let nacked = || -> BTreeSet<u16> {
+        log.lock()
+            .unwrap()
+            .nacks
+            .iter()
+            .filter(|n| n.media_ssrc == video_ssrc)
+            .flat_map(|n| n.nacks.iter().flat_map(NackPair::packet_list))
+            .collect()
+    };
+    // Whether a receiver report has `ssrc` received up to `last` with `lost` lost.
+    let reported = |ssrc: u32, last: u16, lost: u32| {
+        log.lock().unwrap().receiver_reports.iter().any(|rr| {
+            rr.reports.iter().any(|r| {
+                r.ssrc == ssrc && r.last_sequence_number == u32::from(last) && r.total_lost == lost
+            })
+        })
+    };
+    // The transport-wide sequence numbers TWCC feedback reported on.
+    let covered = || -> BTreeSet<u16> {
+        log.lock()
+            .unwrap()
+            .twcc
+            .iter()
+            .flat_map(|cc| {
+                (0..cc.packet_status_count).map(|k| cc.base_sequence_number.wrapping_add(k))
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let nack = nacked() == lost;
+        let rr_video = reported(video_ssrc, last_video, 3);
+        let rr_audio = reported(audio_ssrc, last_audio, 0);
+        let twcc = (0..transport_seq).all(|s| covered().contains(&s));
+        if nack && rr_video && rr_audio && twcc {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let (nacked, covered) = (nacked(), covered());
+            let reports = log.lock().unwrap().receiver_reports.clone();
+            panic!(
+                "5 s after the last packet: NACK of {lost:?}: {nack} (named {nacked:?}); \
+                 RR of video up to {last_video} with 3 lost: {rr_video}, of audio up to \
+                 {last_audio}: {rr_audio} (reports {reports:?}); TWCC on 0..{transport_seq}: \
+                 {twcc} (covered {covered:?})"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        nacked().is_disjoint(&sent),
+        "no NACK names a packet that arrived: {:?}",
+        nacked()
+    );
+    a.stop().await;
 }
