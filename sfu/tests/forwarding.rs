@@ -537,7 +537,15 @@ fn local_track(id: ParticipantId, kind: RtpCodecKind, ssrc: u32) -> Arc<TrackLoc
 impl Peer {
     /// Publishes Opus + VP8 and starts sending: audio 50 pkt/s at `level` −dBov, video
     /// `video_burst` packets every 10 ms.
-    async fn publish(&mut self, level: u8, video_burst: u32) {
+    /// Negotiates the publish connection with one sendonly Opus (SSRC `audio`) and one VP8
+    /// (SSRC `video`) track and waits until it is connected; sends nothing. Each track's
+    /// RTCP events are counted (`plis`). Returns the connection, the two tracks and the
+    /// (offer, answer) SDPs.
+    async fn negotiate_publish(
+        &mut self,
+        audio: u32,
+        video: u32,
+    ) -> (Arc<ClientPc>, Published, Published, String, String) {
         let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
         let pc = Arc::new(client_pc(Arc::new(Mutex::default()), cand_tx).await);
         {
@@ -549,10 +557,7 @@ impl Peer {
             });
         }
         let mut published = vec![];
-        for (kind, ssrc) in [
-            (RtpCodecKind::Audio, 1000 + self.id as u32),
-            (RtpCodecKind::Video, 2000 + self.id as u32),
-        ] {
+        for (kind, ssrc) in [(RtpCodecKind::Audio, audio), (RtpCodecKind::Video, video)] {
             let track = local_track(self.id, kind, ssrc);
             pc.pc
                 .add_transceiver_from_track(
@@ -581,15 +586,15 @@ impl Peer {
         }
         let offer = pc.pc.create_offer(None).await.unwrap();
         pc.pc.set_local_description(offer).await.unwrap();
-        let sdp = local_sdp(&pc).await;
+        let offer = local_sdp(&pc).await;
         let answer = self
             .handle
-            .publish_offer(&sdp)
+            .publish_offer(&offer)
             .await
             .expect("publish answer");
         assert!(answer.contains("a=ice-lite"), "the SFU is ICE-lite");
         pc.pc
-            .set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+            .set_remote_description(RTCSessionDescription::answer(answer.clone()).unwrap())
             .await
             .unwrap();
         let mut connected = pc.connected.clone();
@@ -597,9 +602,15 @@ impl Peer {
             .await
             .expect("publish PC connects")
             .unwrap();
-
         let video = published.pop().unwrap();
         let audio = published.pop().unwrap();
+        (pc, audio, video, offer, answer)
+    }
+
+    async fn publish(&mut self, level: u8, video_burst: u32) {
+        let (pc, audio, video, _, _) = self
+            .negotiate_publish(1000 + self.id as u32, 2000 + self.id as u32)
+            .await;
         let id = self.id;
         for (p, kind, pt, interval, burst, ts_step) in [
             (&audio, 0u8, 111u8, 20u64, 1, 960u32),
@@ -1274,71 +1285,6 @@ async fn single_port_sheds_media_that_waited_too_long() {
 /// The transport-wide congestion control RTP header extension (draft-holmer-rmcat-01).
 const TWCC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 
-/// Negotiates `peer`'s publish connection with one Opus (SSRC `audio`) and one VP8 (SSRC
-/// `video`) track and waits until it is connected, without sending anything: the caller
-/// writes the RTP. Returns the tracks and the (offer, answer) SDPs.
-async fn publish_silently(
-    peer: &mut Peer,
-    audio: u32,
-    video: u32,
-) -> (
-    Arc<TrackLocalStaticRTP>,
-    Arc<TrackLocalStaticRTP>,
-    String,
-    String,
-) {
-    let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
-    let pc = Arc::new(client_pc(Arc::new(Mutex::default()), cand_tx).await);
-    {
-        let handle = peer.handle.clone();
-        tokio::spawn(async move {
-            while let Some(c) = cand_rx.recv().await {
-                let _ = handle.add_ice_candidate(PcKind::Publish, c).await;
-            }
-        });
-    }
-    let mut tracks = vec![];
-    for (kind, ssrc) in [(RtpCodecKind::Audio, audio), (RtpCodecKind::Video, video)] {
-        let track = local_track(peer.id, kind, ssrc);
-        pc.pc
-            .add_transceiver_from_track(
-                Arc::clone(&track) as Arc<dyn TrackLocal>,
-                Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Sendonly,
-                    streams: vec![],
-                    send_encodings: vec![],
-                }),
-            )
-            .await
-            .unwrap();
-        // Drain the track's events, as a publisher does.
-        let polled = Arc::clone(&track);
-        tokio::spawn(async move { while polled.poll().await.is_some() {} });
-        tracks.push(track);
-    }
-    let offer = pc.pc.create_offer(None).await.unwrap();
-    pc.pc.set_local_description(offer).await.unwrap();
-    let offer = local_sdp(&pc).await;
-    let answer = peer
-        .handle
-        .publish_offer(&offer)
-        .await
-        .expect("publish answer");
-    pc.pc
-        .set_remote_description(RTCSessionDescription::answer(answer.clone()).unwrap())
-        .await
-        .unwrap();
-    let mut connected = pc.connected.clone();
-    tokio::time::timeout(WAIT, connected.wait_for(|c| *c))
-        .await
-        .expect("publish PC connects")
-        .unwrap();
-    peer.publish = Some(pc);
-    let video = tracks.pop().unwrap();
-    let audio = tracks.pop().unwrap();
-    (audio, video, offer, answer)
-}
-
 /// A publisher's media takes the single-port engine's short read path
 /// (`read_rtp_bypass`, third_party/rtc/PATCHES.md), which skips most of rtc's pipeline but
 /// must neither skip its interceptors nor starve their timers. So a publisher whose VP8
@@ -1352,7 +1298,9 @@ async fn single_port_gives_publishers_nack_twcc_and_receiver_reports() {
     let room = sfu.open_room("room").expect("room");
     let mut a = join(&room, 1).await;
     let (audio_ssrc, video_ssrc) = (1001, 2001);
-    let (audio, video, offer, answer) = publish_silently(&mut a, audio_ssrc, video_ssrc).await;
+    let (pc, audio, video, offer, answer) = a.negotiate_publish(audio_ssrc, video_ssrc).await;
+    a.publish = Some(pc);
+    let (audio, video) = (audio.track, video.track);
     for (who, sdp) in [("offer", &offer), ("answer", &answer)] {
         assert!(
             sdp.contains(TWCC_URI) && sdp.contains("a=rtcp-fb:96 transport-cc"),
