@@ -50,6 +50,10 @@ pub(crate) const VP8_PT: u8 = 96;
 /// Payload type of VP8's retransmission stream (RFC 4588 RTX, `apt=96`), offered on the
 /// single-port engine's subscribe connections.
 pub(crate) const VP8_RTX_PT: u8 = 97;
+/// RTP clock of Opus (RFC 7587).
+pub(crate) const OPUS_CLOCK_RATE: u32 = 48_000;
+/// RTP clock of VP8 (RFC 7741) and of its RTX stream.
+pub(crate) const VP8_CLOCK_RATE: u32 = 90_000;
 
 /// How long we wait for host candidates before returning an SDP without them.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -170,7 +174,7 @@ impl PeerConnectionEventHandler for Handler {
 pub(crate) fn vp8_rtx_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_RTX.to_owned(),
-        clock_rate: 90000,
+        clock_rate: VP8_CLOCK_RATE,
         channels: 0,
         sdp_fmtp_line: format!("apt={VP8_PT}"),
         rtcp_feedback: vec![],
@@ -180,7 +184,7 @@ pub(crate) fn vp8_rtx_codec() -> RTCRtpCodec {
 pub(crate) fn opus_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
-        clock_rate: 48000,
+        clock_rate: OPUS_CLOCK_RATE,
         channels: 2,
         sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
         rtcp_feedback: vec![],
@@ -190,7 +194,7 @@ pub(crate) fn opus_codec() -> RTCRtpCodec {
 pub(crate) fn vp8_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_VP8.to_owned(),
-        clock_rate: 90000,
+        clock_rate: VP8_CLOCK_RATE,
         channels: 0,
         sdp_fmtp_line: String::new(),
         rtcp_feedback: vec![RTCPFeedback {

@@ -14,7 +14,7 @@ use crate::forwarder::{Forwarder, RtpFields};
 use crate::ice_tcp::IceTcpListener;
 use crate::negotiation::{Negotiation, NextStep};
 use crate::room::SPEAKER_INTERVAL;
-use crate::rtc::{NetSettings, OPUS_PT, VP8_PT};
+use crate::rtc::{NetSettings, OPUS_CLOCK_RATE, OPUS_PT, VP8_CLOCK_RATE, VP8_PT};
 use crate::rtcp::{KeyframeLimiter, is_keyframe_request};
 use crate::stats::Counters;
 use crate::udp::{BatchSocket, Datagram, Outgoing};
@@ -59,9 +59,6 @@ const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// How often each subscribe connection gets its sender reports (RFC 3550 §6.2: about
 /// every few seconds at these bandwidths; browsers use them for lip sync and RTT).
 const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(1);
-/// RTP clock of Opus (RFC 7587) and of video (RFC 7741).
-const OPUS_CLOCK_RATE: u32 = 48_000;
-const VP8_CLOCK_RATE: u32 = 90_000;
 /// Ssrc-free "sender" of the PLIs the SFU sends.
 const PLI_SENDER_SSRC: u32 = 0;
 
