@@ -8,7 +8,7 @@
 
 use bytes::BytesMut;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use sfu::udp::{BatchSocket, Outgoing};
+use sfu::udp::{BatchSocket, BufferPool, Outgoing};
 use std::net::{SocketAddr, UdpSocket};
 
 const BURST: usize = 64;
@@ -63,11 +63,12 @@ fn send(c: &mut Criterion) {
         ("send_batch, grouped by subscriber", true),
     ] {
         let mut socket = BatchSocket::bind("127.0.0.1:0").expect("batch sender");
+        let mut pool = BufferPool::default();
         group.bench_function(name, |b| {
             b.iter_batched(
                 || burst(grouped),
                 |mut batch| {
-                    let _ = socket.send_batch(&mut batch);
+                    let _ = socket.send_batch(&mut batch, &mut pool);
                 },
                 BatchSize::SmallInput,
             )

@@ -12,7 +12,9 @@
 use crate::port_pool::PortLease;
 use crate::rtcp::{KeyframeRequestTap, is_keyframe_request};
 use crate::{IceCandidate, PcKind, SfuError, TrackKind};
-use rtc::interceptor::{Registry, Slot};
+use rtc::interceptor::{
+    NackGeneratorBuilder, ReceiverReportBuilder, Registry, Slot, TwccReceiverBuilder,
+};
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8,
@@ -210,12 +212,30 @@ pub(crate) fn rtc_err(context: &str, err: impl std::fmt::Display) -> SfuError {
 
 /// The media engine and interceptor chain every SFU connection uses.
 pub(crate) fn media_setup() -> Result<(MediaEngine, Registry), SfuError> {
-    media_setup_with(false)
+    media_setup_with(false, Chain::Full)
+}
+
+/// Which interceptors a connection's chain holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Chain {
+    /// rtc's defaults (NACK generator and responder, sender and receiver reports, TWCC
+    /// feedback) and our [`KeyframeRequestTap`].
+    Full,
+    /// Only what a connection that receives media and sends none through rtc needs: the
+    /// NACK generator, receiver reports and TWCC feedback. The single-port engine's publish
+    /// connections: every packet a publisher sends passes each interceptor in the chain,
+    /// and the NACK responder, sender reports and the tap (whose RTCP comes from
+    /// subscribers) would only move it along. The SDP is the same as with [`Chain::Full`].
+    ReceiveOnly,
 }
 
 /// [`media_setup`], offering RTX for VP8 when `rtx` (the single-port engine's subscribe
-/// connections: it answers NACKs itself, on the RTX stream when the subscriber took it).
-pub(crate) fn media_setup_with(rtx: bool) -> Result<(MediaEngine, Registry), SfuError> {
+/// connections: it answers NACKs itself, on the RTX stream when the subscriber took it),
+/// with the interceptors `chain` names.
+pub(crate) fn media_setup_with(
+    rtx: bool,
+    chain: Chain,
+) -> Result<(MediaEngine, Registry), SfuError> {
     let mut engine = MediaEngine::default();
     engine
         .register_codec(
@@ -255,11 +275,18 @@ pub(crate) fn media_setup_with(rtx: bool) -> Result<(MediaEngine, Registry), Sfu
             None,
         )
         .map_err(|e| rtc_err("register audio level", e))?;
-    // NACK generator + responder, sender/receiver reports, TWCC feedback to publishers.
+    // NACK generator + responder, sender/receiver reports, TWCC feedback to publishers; this
+    // also registers their RTCP feedback and header extensions with the media engine.
     let registry = register_default_interceptors(Registry::new(), &mut engine)
         .map_err(|e| rtc_err("register interceptors", e))?;
-    // Application-most slot: every built-in interceptor sees inbound RTCP first.
-    let registry = registry.with(Slot::Custom(14_000), KeyframeRequestTap::default());
+    let registry = match chain {
+        // Application-most slot: every built-in interceptor sees inbound RTCP first.
+        Chain::Full => registry.with(Slot::Custom(14_000), KeyframeRequestTap::default()),
+        Chain::ReceiveOnly => Registry::new()
+            .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+            .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+            .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build()),
+    };
     Ok((engine, registry))
 }
 

@@ -67,6 +67,47 @@ pub struct Outgoing {
     pub data: BytesMut,
 }
 
+/// Datagram buffers kept for reuse: what [`BatchSocket::send_batch`] sent comes back here,
+/// and the send path takes its next buffer from here, so forwarding allocates nothing in
+/// steady state.
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    free: Vec<BytesMut>,
+}
+
+impl BufferPool {
+    /// Buffers kept at most; beyond that what is given back is freed.
+    pub const MAX_KEPT: usize = 1024;
+    /// Capacity of a new buffer: an Ethernet MTU, room for any SRTP packet.
+    pub const CAPACITY: usize = DEFAULT_MAX_DATAGRAM;
+
+    /// An empty buffer with room for a datagram: a kept one if there is one.
+    pub fn take(&mut self) -> BytesMut {
+        self.free
+            .pop()
+            .unwrap_or_else(|| BytesMut::with_capacity(Self::CAPACITY))
+    }
+
+    /// Keeps `buf` (emptied) for a later [`Self::take`], unless the pool is full or the
+    /// buffer too small to be worth keeping.
+    pub fn give(&mut self, mut buf: BytesMut) {
+        if self.free.len() < Self::MAX_KEPT && buf.capacity() >= Self::CAPACITY {
+            buf.clear();
+            self.free.push(buf);
+        }
+    }
+
+    /// Buffers kept now.
+    pub fn len(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Whether no buffer is kept.
+    pub fn is_empty(&self) -> bool {
+        self.free.is_empty()
+    }
+}
+
 /// Counters of one [`BatchSocket`], for logs and benchmarks (datagrams per system call).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UdpStats {
@@ -290,8 +331,13 @@ impl BatchSocket {
     /// handed (and what the kernel refused for good, counted in [`UdpStats::send_dropped`]).
     /// Returns how many datagrams were handed to the kernel; on `WouldBlock` (or a full
     /// buffer, `ENOBUFS`) the rest stays in `batch` for the next writable event. Fails
-    /// only on errors of the socket itself, leaving the unsent datagrams in `batch`.
-    pub fn send_batch(&mut self, batch: &mut Vec<Outgoing>) -> io::Result<usize> {
+    /// only on errors of the socket itself, leaving the unsent datagrams in `batch`. The
+    /// buffers of what was removed go back to `pool`.
+    pub fn send_batch(
+        &mut self,
+        batch: &mut Vec<Outgoing>,
+        pool: &mut BufferPool,
+    ) -> io::Result<usize> {
         let before = self.stats;
         let mut done = 0;
         let result = loop {
@@ -310,7 +356,9 @@ impl BatchSocket {
                 Err(err) => break Err(err),
             }
         };
-        batch.drain(..done);
+        for sent in batch.drain(..done) {
+            pool.give(sent.data);
+        }
         result.map(|()| (self.stats.send_datagrams - before.send_datagrams) as usize)
     }
 
@@ -676,7 +724,9 @@ mod tests {
         let mut sent = 0;
         let deadline = Instant::now() + Duration::from_secs(2);
         while !batch.is_empty() && Instant::now() < deadline {
-            sent += tx.send_batch(&mut batch).unwrap();
+            sent += tx
+                .send_batch(&mut batch, &mut BufferPool::default())
+                .unwrap();
         }
         assert!(batch.is_empty(), "unsent datagrams left");
         assert_eq!(sent, total);
@@ -704,6 +754,50 @@ mod tests {
             });
         }
         (batch, expected)
+    }
+
+    #[test]
+    fn sent_buffers_come_back_to_the_pool_empty_and_are_taken_again() {
+        let mut tx = BatchSocket::bind("127.0.0.1:0").unwrap();
+        let mut rx = BatchSocket::bind("127.0.0.1:0").unwrap();
+        let mut pool = BufferPool::default();
+        let mut batch = Vec::new();
+        let mut addresses = Vec::new();
+        for i in 0..3u8 {
+            let mut data = pool.take();
+            assert!(data.is_empty() && data.capacity() >= BufferPool::CAPACITY);
+            data.extend_from_slice(&[i; 100]);
+            addresses.push(data.as_ptr());
+            batch.push(Outgoing {
+                to: rx.local_addr(),
+                data,
+            });
+        }
+        // Too small to keep: freed, not pooled.
+        batch.push(Outgoing {
+            to: rx.local_addr(),
+            data: BytesMut::from(&[9u8; 10][..]),
+        });
+        while !batch.is_empty() {
+            tx.send_batch(&mut batch, &mut pool).unwrap();
+        }
+        assert_eq!(pool.len(), 3, "the three pooled buffers, not the small one");
+        let mut got = Vec::new();
+        recv_until(&mut rx, &mut got, 4);
+        assert_eq!(got[0].data[..], [0u8; 100][..], "sent before it was reused");
+        for _ in 0..3 {
+            let again = pool.take();
+            assert!(again.is_empty());
+            assert!(
+                addresses.contains(&again.as_ptr()),
+                "a kept buffer, not a new one"
+            );
+        }
+        assert!(pool.is_empty());
+        for _ in 0..BufferPool::MAX_KEPT + 5 {
+            pool.give(BytesMut::with_capacity(BufferPool::CAPACITY));
+        }
+        assert_eq!(pool.len(), BufferPool::MAX_KEPT);
     }
 
     fn check_two_destinations(tx: &mut BatchSocket) -> UdpStats {
@@ -804,7 +898,9 @@ mod tests {
         ];
         let mut sent = 0;
         while !batch.is_empty() {
-            sent += tx.send_batch(&mut batch).unwrap();
+            sent += tx
+                .send_batch(&mut batch, &mut BufferPool::default())
+                .unwrap();
         }
         assert_eq!(sent, 2);
         assert_eq!(tx.stats().send_dropped, 2);

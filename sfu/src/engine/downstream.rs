@@ -196,17 +196,27 @@ pub(crate) fn ntp_time(wall: SystemTime) -> u64 {
     (seconds << 32) | fraction
 }
 
-/// Marshals `packet` into `scratch` (reused between calls) and returns the bytes.
-pub(crate) fn marshal_into<'a>(
+/// Marshals `packet` into `buf` (emptied first; a pooled send buffer, so the packet is
+/// protected where it lies and sent from there).
+pub(crate) fn marshal_into(
     packet: &rtp::Packet,
-    scratch: &'a mut Vec<u8>,
-) -> Result<&'a [u8], rtc::shared::error::Error> {
+    buf: &mut BytesMut,
+) -> Result<(), rtc::shared::error::Error> {
     use rtc::shared::marshal::{Marshal, MarshalSize};
-    let size = packet.marshal_size();
-    scratch.clear();
-    scratch.resize(size, 0);
-    let written = packet.marshal_to(scratch)?;
-    Ok(&scratch[..written])
+    buf.clear();
+    if packet.header.padding {
+        // rtp writes the padding; rare enough to zero the whole buffer first.
+        buf.resize(packet.marshal_size(), 0);
+        let written = packet.marshal_to(&mut buf[..])?;
+        buf.truncate(written);
+        return Ok(());
+    }
+    // Only the header is written into zeroed space; the payload is copied once, no memset.
+    buf.resize(packet.header.marshal_size(), 0);
+    let written = packet.header.marshal_to(&mut buf[..])?;
+    buf.truncate(written);
+    buf.extend_from_slice(&packet.payload);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -303,12 +313,29 @@ mod tests {
     }
 
     #[test]
+    fn marshal_into_writes_what_rtc_marshals_padding_extensions_and_csrcs_too() {
+        use rtc::shared::marshal::Marshal;
+        let plain = rtp(1, 2, 101);
+        let mut padded = rtp(3, 4, 101);
+        padded.header.padding = true;
+        let mut extended = rtp(5, 6, 64);
+        extended.header.csrc = vec![11, 12];
+        extended
+            .header
+            .set_extension(3, Bytes::from_static(&[1, 2, 3]))
+            .expect("extension");
+        let mut buf = BytesMut::with_capacity(4);
+        for packet in [plain, padded, extended] {
+            marshal_into(&packet, &mut buf).expect("marshal");
+            assert_eq!(buf, packet.marshal().expect("rtc marshal"));
+        }
+    }
+
+    #[test]
     fn marshal_into_writes_header_and_payload() {
         let packet = rtp(9, 90, 20);
-        let mut scratch = Vec::new();
-        let bytes = marshal_into(&packet, &mut scratch)
-            .expect("marshal")
-            .to_vec();
+        let mut bytes = BytesMut::from(&b"left over from the last packet"[..]);
+        marshal_into(&packet, &mut bytes).expect("marshal");
         assert_eq!(bytes.len(), 12 + 20);
         assert_eq!(u16::from_be_bytes([bytes[2], bytes[3]]), 9);
         let mut reader = &bytes[..];

@@ -16,6 +16,8 @@ mod downstream;
 mod ice_tests;
 mod peer;
 mod sdp;
+#[cfg(test)]
+mod srtp_tests;
 mod tcp;
 mod worker;
 

@@ -7,7 +7,8 @@
 //! the client's first STUN check arrives.
 
 use crate::rtc::{
-    NetSettings, VP8_PT, announce_sdp, candidate_init, down_track_media, media_setup_with, rtc_err,
+    Chain, NetSettings, VP8_PT, announce_sdp, candidate_init, down_track_media, media_setup_with,
+    rtc_err,
 };
 use crate::{IceCandidate, PcKind, SfuError, TrackKind};
 use bytes::BytesMut;
@@ -92,7 +93,10 @@ impl Peer {
         local_tcp: Option<SocketAddr>,
         net: NetSettings,
     ) -> Result<Peer, SfuError> {
-        let (engine, registry) = media_setup_with(kind == PcKind::Subscribe)?;
+        let (engine, registry) = match kind {
+            PcKind::Publish => media_setup_with(false, Chain::ReceiveOnly)?,
+            PcKind::Subscribe => media_setup_with(true, Chain::Full)?,
+        };
         let ufrag = ice_string(16);
         let settings = SettingEngineBuilder::new()
             .with_lite(true)

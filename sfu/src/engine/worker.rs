@@ -17,7 +17,7 @@ use crate::room::SPEAKER_INTERVAL;
 use crate::rtc::{NetSettings, OPUS_CLOCK_RATE, OPUS_PT, VP8_CLOCK_RATE, VP8_PT};
 use crate::rtcp::{KeyframeLimiter, is_keyframe_request};
 use crate::stats::Counters;
-use crate::udp::{BatchSocket, Datagram, Outgoing};
+use crate::udp::{BatchSocket, BufferPool, Datagram, Outgoing};
 use crate::{IceCandidate, ParticipantEvent, ParticipantId, PcKind, SfuError, TrackKind};
 use bytes::BytesMut;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
@@ -204,7 +204,7 @@ struct Worker {
     /// Origin of the timer grid ([`TIMER_GRID`]).
     epoch: Instant,
     /// Marshalling buffer of forwarded packets, reused.
-    scratch: Vec<u8>,
+    pool: BufferPool,
 }
 
 /// The first grid point (`epoch` + k × [`TIMER_GRID`]) at or after `t`.
@@ -252,7 +252,7 @@ pub(crate) fn run(
         next_speakers: now + SPEAKER_INTERVAL,
         next_reports: now + SENDER_REPORT_INTERVAL,
         epoch: now,
-        scratch: Vec::with_capacity(1500),
+        pool: BufferPool::default(),
     };
     // A LocalSet: the ICE-TCP tasks share this thread (and its demux) with the loop.
     let local_set = tokio::task::LocalSet::new();
@@ -329,7 +329,7 @@ impl Worker {
                                     // Send each batch's fan-out at once: held for the whole
                                     // wake it could outgrow MAX_OUTGOING in a large room.
                                     group_by_destination(&mut self.outgoing);
-                                    if let Err(err) = guard.get_inner_mut().send_batch(&mut self.outgoing)
+                                    if let Err(err) = guard.get_inner_mut().send_batch(&mut self.outgoing, &mut self.pool)
                                         && err.kind() != io::ErrorKind::WouldBlock
                                     {
                                         tracing::warn!(%err, "UDP send");
@@ -375,7 +375,9 @@ impl Worker {
             return;
         }
         group_by_destination(&mut self.outgoing);
-        if let Err(err) = socket.get_mut().send_batch(&mut self.outgoing)
+        if let Err(err) = socket
+            .get_mut()
+            .send_batch(&mut self.outgoing, &mut self.pool)
             && err.kind() != io::ErrorKind::WouldBlock
         {
             tracing::warn!(%err, "UDP send");
@@ -1331,7 +1333,7 @@ impl Worker {
             packet.header.payload_type = fields.payload_type;
             packet.header.sequence_number = fields.sequence_number;
             packet.header.timestamp = fields.timestamp;
-            match protect_rtp(peer, now, &packet, &mut self.scratch) {
+            match protect_rtp(peer, now, &packet, &mut self.pool) {
                 Some(out) => {
                     down.report.sent(now, fields.timestamp, payload_len);
                     if let Some(history) = &mut down.history {
@@ -1377,7 +1379,7 @@ impl Worker {
                 if let Some(rtx) = rtx {
                     packet = rtx.wrap(&packet);
                 }
-                if let Some(out) = protect_rtp(peer, now, &packet, &mut self.scratch) {
+                if let Some(out) = protect_rtp(peer, now, &packet, &mut self.pool) {
                     route_output(&mut self.outgoing, &self.tcp_conns, out, counters);
                     Counters::inc(&counters.retransmitted_packets);
                 }
@@ -1583,26 +1585,35 @@ fn group_by_destination(outgoing: &mut [Outgoing]) {
     outgoing.sort_by_key(|o| o.to);
 }
 
-/// Protects `packet` with the subscriber connection's SRTP context, past rtc's handler
-/// chain (see `third_party/rtc/PATCHES.md`). `None` (counted by the caller) while the
-/// connection has no keys or no selected pair, or when the packet cannot be protected.
+/// Marshals `packet` into a pooled buffer and protects it there with the subscriber
+/// connection's SRTP context, past rtc's handler chain (see `third_party/rtc/PATCHES.md`).
+/// `None` (counted by the caller) while the connection has no keys or no selected pair, or
+/// when the packet cannot be protected; the buffer goes back to the pool then.
 fn protect_rtp(
     peer: &mut Peer,
     now: Instant,
     packet: &rtc::rtp::Packet,
-    scratch: &mut Vec<u8>,
+    pool: &mut BufferPool,
 ) -> Option<rtc::shared::TaggedBytesMut> {
-    let bytes = match marshal_into(packet, scratch) {
-        Ok(bytes) => bytes,
-        Err(err) => {
-            tracing::trace!(%err, "marshal RTP");
-            return None;
+    let mut buf = pool.take();
+    if let Err(err) = marshal_into(packet, &mut buf) {
+        tracing::trace!(%err, "marshal RTP");
+        pool.give(buf);
+        return None;
+    }
+    match peer.pc.protect_rtp_bypass(now, &mut buf, &packet.header) {
+        Ok(Some(transport)) => Some(rtc::shared::TaggedBytesMut {
+            now,
+            transport,
+            message: buf,
+        }),
+        Ok(None) => {
+            pool.give(buf);
+            None
         }
-    };
-    match peer.pc.protect_rtp_bypass(now, bytes, &packet.header) {
-        Ok(out) => out,
         Err(err) => {
             tracing::trace!(%err, "protect RTP");
+            pool.give(buf);
             None
         }
     }

@@ -22,6 +22,7 @@ use ::interceptor::Packet;
 use log::warn;
 use shared::error::Result;
 use shared::util::is_rtcp;
+use bytes::BytesMut;
 use shared::{TaggedBytesMut, TransportContext, TransportMessage};
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -40,19 +41,21 @@ pub enum BypassRead {
 }
 
 impl RTCPeerConnection {
-    /// Protects one marshalled RTP packet whose header is `header` with this connection's
-    /// outbound SRTP context and addresses it to the selected ICE candidate pair.
+    /// Protects the marshalled RTP packet in `packet`, whose header is `header`, in place
+    /// with this connection's outbound SRTP context (appending the tag: give it room and
+    /// nothing is allocated or copied) and returns where to send it: the selected ICE
+    /// candidate pair.
     ///
-    /// Returns `Ok(None)` while there is nowhere to send it yet: before DTLS has produced
-    /// SRTP keys or before ICE has selected a pair. The packet bypasses the interceptor
-    /// chain: no NACK history, sender report or outbound or candidate-pair statistics
-    /// account for it.
+    /// Returns `Ok(None)`, `packet` untouched, while there is nowhere to send it yet: before
+    /// DTLS has produced SRTP keys or before ICE has selected a pair. On error `packet` is
+    /// unspecified. The packet bypasses the interceptor chain: no NACK history, sender
+    /// report or outbound or candidate-pair statistics account for it.
     pub fn protect_rtp_bypass(
         &mut self,
         now: Instant,
-        packet: &[u8],
+        packet: &mut BytesMut,
         header: &rtp::Header,
-    ) -> Result<Option<TaggedBytesMut>> {
+    ) -> Result<Option<TransportContext>> {
         let Some(transport) = self.selected_transport() else {
             return Ok(None);
         };
@@ -64,13 +67,9 @@ impl RTCPeerConnection {
         else {
             return Ok(None);
         };
-        let message = context.encrypt_rtp_with_header(packet, header)?;
+        context.encrypt_rtp_in_place(packet, header)?;
         self.pipeline_context.observe(now);
-        Ok(Some(TransportMessage {
-            now,
-            transport,
-            message,
-        }))
+        Ok(Some(transport))
     }
 
     /// Protects one marshalled (compound) RTCP packet with this connection's outbound SRTCP
