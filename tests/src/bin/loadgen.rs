@@ -96,12 +96,19 @@ impl CpuQuota {
     /// The kernel's smallest quota per period.
     const MIN_QUOTA_US: u64 = 1_000;
 
+    /// `cpu.max`'s quota and period (µs) for `percent` % of one core: the period long enough
+    /// that the quota is at least the kernel's minimum (rounded up: 3 % is 1,000 of 33,334
+    /// µs, not 999 of 33,333, which the kernel refuses).
+    fn quota_and_period(percent: u32) -> (u64, u64) {
+        let percent = u64::from(percent.clamp(1, 100));
+        let period = Self::MIN_PERIOD_US.max((Self::MIN_QUOTA_US * 100).div_ceil(percent));
+        (period * percent / 100, period)
+    }
+
     /// Moves `pid` into a new cgroup allowed `percent` % of one core (cgroup v2's `cpu.max`
     /// when the cpu controller is there, else v1's CFS quota).
     fn apply(pid: u32, percent: u32) -> Result<CpuQuota> {
-        let percent = u64::from(percent.clamp(1, 100));
-        let period = Self::MIN_PERIOD_US.max(Self::MIN_QUOTA_US * 100 / percent);
-        let quota = period * percent / 100;
+        let (quota, period) = Self::quota_and_period(percent);
         let name = format!("sealed-loadgen-{pid}");
         let v2 = PathBuf::from("/sys/fs/cgroup");
         let v2_has_cpu = std::fs::read_to_string(v2.join("cgroup.controllers"))
@@ -836,4 +843,22 @@ async fn run(args: &Args, server: &ServerProc) -> Result<()> {
         None => println!("| server RSS | n/a |"),
     }
     Ok(())
+}
+
+// Not `mod tests`: that name would shadow the `tests` crate this binary uses.
+#[cfg(test)]
+mod quota_tests {
+    use super::CpuQuota;
+
+    #[test]
+    fn every_percentage_gives_a_quota_the_kernel_accepts() {
+        for percent in 0..=120 {
+            let (quota, period) = CpuQuota::quota_and_period(percent);
+            let want = percent.clamp(1, 100) as f64 / 100.0;
+            assert!(quota >= CpuQuota::MIN_QUOTA_US, "{percent} %: quota {quota}");
+            assert!(period >= CpuQuota::MIN_PERIOD_US, "{percent} %: period {period}");
+            let got = quota as f64 / period as f64;
+            assert!((got - want).abs() < 0.001, "{percent} %: {quota}/{period}");
+        }
+    }
 }
