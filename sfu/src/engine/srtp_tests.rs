@@ -1,6 +1,6 @@
 //! The patched `rtc-srtp`'s in-place RTP protection (`third_party/rtc-srtp/PATCHES.md`),
 //! which every forwarded packet goes through: known answers from the crate's own vectors,
-//! and round trips through the unpatched decryption for both SRTP profiles browsers use.
+//! and round trips through the unpatched decryption, for both SRTP profiles browsers use.
 
 use bytes::BytesMut;
 use proptest::prelude::*;
@@ -19,13 +19,16 @@ const SALT_CM: [u8; 14] = [
     0x62, 0x77, 0x60, 0x38, 0xc0, 0x6d, 0xc9, 0x41, 0x9f, 0x6d, 0xd9, 0x43, 0x3e, 0x7c,
 ];
 
+/// A context keyed for `profile`, with a replay window as rtc gives a connection's receiving
+/// context.
 fn context(profile: ProtectionProfile) -> Context {
     let provider = rtc::crypto::default_provider().expect("a built-in crypto provider");
     let (key, salt): (&[u8], &[u8]) = match profile {
         ProtectionProfile::AeadAes128Gcm => (&KEY_GCM, &SALT_GCM),
         _ => (&KEY_CM, &SALT_CM),
     };
-    Context::new(key, salt, profile, None, None, provider.crypto()).expect("SRTP context")
+    let replay = Some(rtc::srtp::option::srtp_replay_protection(64));
+    Context::new(key, salt, profile, replay, None, provider.crypto()).expect("SRTP context")
 }
 
 /// Protects `plain` the way the engine does: in the buffer it was marshalled into.
@@ -38,6 +41,11 @@ fn protect(ctx: &mut Context, plain: &[u8]) -> BytesMut {
         .expect("encrypt in place");
     assert_eq!(buf.as_ptr(), before, "protected where it lay, not copied");
     buf
+}
+
+/// Decrypts `protected` with rtc's (unpatched) decryption.
+fn unprotect(ctx: &mut Context, protected: &[u8]) -> rtc::shared::error::Result<BytesMut> {
+    ctx.decrypt_rtp(protected)
 }
 
 #[test]
@@ -53,6 +61,8 @@ fn aead_aes_128_gcm_in_place_gives_the_known_answer() {
     ];
     let mut ctx = context(ProtectionProfile::AeadAes128Gcm);
     assert_eq!(protect(&mut ctx, &plain)[..], expected[..]);
+    let mut receiver = context(ProtectionProfile::AeadAes128Gcm);
+    assert_eq!(unprotect(&mut receiver, &expected).expect("decrypt")[..], plain[..]);
 }
 
 #[test]
@@ -74,6 +84,7 @@ fn aes_128_cm_hmac_sha1_80_in_place_gives_the_known_answers() {
         ),
     ];
     let mut ctx = context(ProtectionProfile::Aes128CmHmacSha1_80);
+    let mut receiver = context(ProtectionProfile::Aes128CmHmacSha1_80);
     for (sequence_number, encrypted) in cases {
         let header = rtc::rtp::Header {
             sequence_number,
@@ -92,15 +103,18 @@ fn aes_128_cm_hmac_sha1_80_in_place_gives_the_known_answers() {
             encrypted[..],
             "sequence number {sequence_number}"
         );
+        let decrypted = unprotect(&mut receiver, &got).expect("decrypt");
+        assert_eq!(decrypted[..], plain[..]);
     }
 }
 
 proptest! {
     /// Across a sequence-number wrap (the rollover counter) and for any payload, what is
-    /// protected in place decrypts, with rtc's unpatched decryption, to what was sent, and
-    /// a flipped bit is refused.
+    /// protected in place decrypts, with rtc's unpatched decryption, to what was sent and
+    /// matches what the copying `encrypt_rtp` makes of it; a flipped bit or a replay is
+    /// refused.
     #[test]
-    fn in_place_protection_round_trips_through_decryption(
+    fn in_place_protection_round_trips(
         gcm in any::<bool>(),
         start in 65_500u16..,
         payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..1200), 1..80),
@@ -112,6 +126,7 @@ proptest! {
             ProtectionProfile::Aes128CmHmacSha1_80
         };
         let mut sender = context(profile);
+        let mut copying = context(profile);
         let mut receiver = context(profile);
         for (i, payload) in payloads.iter().enumerate() {
             let plain = rtc::rtp::Packet {
@@ -129,14 +144,16 @@ proptest! {
             .expect("marshal");
             let protected = protect(&mut sender, &plain);
             prop_assert_eq!(protected.len(), plain.len() + if gcm { 16 } else { 10 });
+            prop_assert_eq!(&copying.encrypt_rtp(&plain).expect("encrypt")[..], &protected[..]);
             if i + 1 == payloads.len() {
-                let mut tampered = protected.clone();
+                let mut tampered = protected.to_vec();
                 let at = flip % tampered.len();
                 tampered[at] ^= 1;
-                prop_assert!(receiver.decrypt_rtp(&tampered).is_err(), "tampered at {}", at);
+                prop_assert!(unprotect(&mut receiver, &tampered).is_err(), "tampered at {}", at);
             }
-            let decrypted = receiver.decrypt_rtp(&protected).expect("decrypt");
+            let decrypted = unprotect(&mut receiver, &protected).expect("decrypt");
             prop_assert_eq!(&decrypted[..], &plain[..]);
+            prop_assert!(unprotect(&mut receiver, &protected).is_err(), "a replay");
         }
     }
 }
