@@ -62,7 +62,10 @@ fn aead_aes_128_gcm_in_place_gives_the_known_answer() {
     let mut ctx = context(ProtectionProfile::AeadAes128Gcm);
     assert_eq!(protect(&mut ctx, &plain)[..], expected[..]);
     let mut receiver = context(ProtectionProfile::AeadAes128Gcm);
-    assert_eq!(unprotect(&mut receiver, &expected).expect("decrypt")[..], plain[..]);
+    assert_eq!(
+        unprotect(&mut receiver, &expected).expect("decrypt")[..],
+        plain[..]
+    );
 }
 
 #[test]

@@ -203,7 +203,8 @@ struct Worker {
     next_reports: Instant,
     /// Origin of the timer grid ([`TIMER_GRID`]).
     epoch: Instant,
-    /// Marshalling buffer of forwarded packets, reused.
+    /// Send buffers, reused: forwarded packets are marshalled and protected in one, and
+    /// `send_batch` gives it back once sent.
     pool: BufferPool,
 }
 

@@ -855,8 +855,14 @@ mod quota_tests {
         for percent in 0..=120 {
             let (quota, period) = CpuQuota::quota_and_period(percent);
             let want = percent.clamp(1, 100) as f64 / 100.0;
-            assert!(quota >= CpuQuota::MIN_QUOTA_US, "{percent} %: quota {quota}");
-            assert!(period >= CpuQuota::MIN_PERIOD_US, "{percent} %: period {period}");
+            assert!(
+                quota >= CpuQuota::MIN_QUOTA_US,
+                "{percent} %: quota {quota}"
+            );
+            assert!(
+                period >= CpuQuota::MIN_PERIOD_US,
+                "{percent} %: period {period}"
+            );
             let got = quota as f64 / period as f64;
             assert!((got - want).abs() < 0.001, "{percent} %: {quota}/{period}");
         }
