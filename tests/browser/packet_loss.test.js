@@ -3,11 +3,13 @@
 // send history — forwarded packets bypass the WebRTC stack's retransmission buffer —
 // on the RTX stream (RFC 4588) each browser took in its answer. Chromium and Firefox
 // keep decoding each other, Chromium counts the NACKs it sent and the retransmissions it
-// received, and the server counts the retransmissions it sent. (Firefox 153 reported no
-// NACKs here: it recovers its losses with keyframe requests; its count is logged.)
+// received, and the server counts the retransmissions it sent. (Firefox's NACK count is
+// logged, not asserted: with the loss from the first packet it sent none, recovering with
+// keyframe requests; with the loss starting mid-call it sends them too.)
 //
-// The test runs in a network namespace of its own (lib/netns.js), where an nftables
-// input rule drops a random 5 % of the UDP datagrams the media port sends.
+// The test runs in a network namespace of its own (lib/netns.js), where, once both
+// browsers decode each other, an nftables input rule drops a random 5 % of the UDP
+// datagrams the media port sends.
 
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
@@ -35,9 +37,13 @@ if (!insideNamespace) {
     const [chromium, firefox] = await Promise.all([launchChromium(t), launchFirefox(t)]);
     const server = await startServer(t, { name: 'packet-loss', args: ['--turn', 'off'] });
     const [port] = server.udpPorts;
-    dropOnInput(t, 'udp', 'sport', String(port), 'numgen', 'random', 'mod', '100', '<', '5');
 
+    // The loss starts once the call is up: what is tested is recovery during a call. (Under
+    // this loss from the first packet, connecting took 10–15 s, against the engine's 15 s
+    // connect deadline: a separate problem, open in the issue notes.)
     const { c, f, cId, fId } = await meetAcrossBrowsers(chromium, firefox, server.url);
+    dropOnInput(t, 'udp', 'sport', String(port), 'numgen', 'random', 'mod', '100', '<', '5');
+    await sleep(1000);
     const sentBefore = await metric(server.url, 'sealed_sfu_retransmitted_packets_total');
     const before = [await rtcStats(c), await rtcStats(f)];
     await sleep(8000);
