@@ -14,7 +14,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::addresses::TrustedProxies;
 use crate::auth::AuthSecret;
-use crate::config::{Config, DEFAULT_WEB_DIR, OriginPolicy};
+use crate::cluster::ClusterConfig;
+use crate::config::{Config, OriginPolicy, WebSource};
 use crate::limits::Limits;
 use crate::tls::{TlsConfig, TlsSource};
 use crate::turn::{EmbeddedTurnConfig, ExternalTurn, MAX_CREDENTIAL_TTL, TurnConfig, TurnSecret};
@@ -93,9 +94,13 @@ pub struct ServeArgs {
     /// host (the request's Host header) and loopback origins.
     #[arg(long, env = "SEALED_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
-    /// Directory with the web client (index.html, app.js, pkg/).
-    #[arg(long, env = "SEALED_WEB_DIR", default_value = DEFAULT_WEB_DIR)]
-    pub web_dir: PathBuf,
+    /// Serve the web client (index.html, js/, pkg/) from this directory, read on every
+    /// request: the development override. Without it, a binary built with the web
+    /// client inside (feature `embed-web`, e.g. `cargo xtask dist`) serves that copy
+    /// from memory; any other binary serves the `web/` directory of the checkout it
+    /// was built from.
+    #[arg(long, env = "SEALED_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
     /// Most rooms at once.
     #[arg(long, env = "SEALED_MAX_ROOMS", default_value_t = Limits::default().max_rooms)]
     pub max_rooms: usize,
@@ -194,6 +199,19 @@ pub struct ServeArgs {
     /// The external TURN server's `static-auth-secret`. Prefer the environment variable.
     #[arg(long, env = "SEALED_TURN_SECRET", hide_env_values = true)]
     pub turn_secret: Option<String>,
+    /// Multi-node mode: the Redis every node of the deployment shares
+    /// (`redis://[user:password@]host:port[/db]`). Rooms are placed on the least loaded
+    /// live node; a client may connect to any node. Without it: one node, no external
+    /// service.
+    #[arg(long, env = "SEALED_REDIS", hide_env_values = true)]
+    pub redis: Option<String>,
+    /// Multi-node mode: how the other nodes reach this node's HTTP listener,
+    /// `http://HOST:PORT` on the private network. Default: `http://` + `--listen`.
+    #[arg(long, env = "SEALED_NODE_URL", requires = "redis")]
+    pub node_url: Option<String>,
+    /// Multi-node mode: this node's id in the registry (default: random at start).
+    #[arg(long, env = "SEALED_NODE_ID", requires = "redis")]
+    pub node_id: Option<String>,
     /// Test switch: every client uses relayed (TURN) candidates only.
     #[arg(long, env = "SEALED_TEST_FORCE_RELAY", hide = true)]
     pub test_force_relay: bool,
@@ -266,11 +284,16 @@ impl ServeArgs {
             },
             auth_secret,
             origins,
-            web_dir: self.web_dir,
+            web: WebSource::resolve(self.web_dir),
             limits,
             turn,
             tls,
             trusted_proxies: TrustedProxies::new(self.trusted_proxies),
+            cluster: self.redis.map(|redis_url| ClusterConfig {
+                redis_url,
+                node_url: self.node_url,
+                node_id: self.node_id,
+            }),
         })
     }
 
@@ -636,6 +659,21 @@ mod tests {
         ] {
             assert!(config_of(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_explicit_web_dir_wins_over_the_built_in_client() {
+        let given = config_of(&["sealed", "--web-dir", "/srv/web"]).unwrap();
+        assert_eq!(given.web, WebSource::Dir("/srv/web".into()));
+        let default = config_of(&["sealed"]).unwrap();
+        assert_eq!(default.web, WebSource::default());
+        #[cfg(feature = "embed-web")]
+        assert_eq!(default.web, WebSource::Embedded, "the page is compiled in");
+        #[cfg(not(feature = "embed-web"))]
+        assert_eq!(
+            default.web,
+            WebSource::Dir(crate::config::DEFAULT_WEB_DIR.into())
+        );
     }
 
     #[test]

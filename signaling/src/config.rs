@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::addresses::TrustedProxies;
 use crate::auth::AuthSecret;
+use crate::cluster::ClusterConfig;
 use crate::limits::Limits;
 use crate::tls::TlsConfig;
 use crate::turn::TurnConfig;
@@ -14,6 +15,39 @@ use crate::turn::TurnConfig;
 /// The web directory of this checkout (`<repo>/web`), fixed at compile time so that
 /// `cargo run -p signaling` serves the page from any working directory.
 pub const DEFAULT_WEB_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../web");
+
+/// Where the web client's files (`index.html`, `js/`, `pkg/`…) come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WebSource {
+    /// A directory, read on every request.
+    Dir(PathBuf),
+    /// The copy compiled into this binary (feature `embed-web`), served from memory.
+    #[cfg(feature = "embed-web")]
+    Embedded,
+}
+
+impl WebSource {
+    /// The start-up rule: an explicitly given directory wins (the development
+    /// override); else the embedded copy when this binary carries one; else
+    /// [`DEFAULT_WEB_DIR`].
+    pub fn resolve(explicit_dir: Option<PathBuf>) -> WebSource {
+        match explicit_dir {
+            Some(dir) => WebSource::Dir(dir),
+            None => WebSource::default(),
+        }
+    }
+}
+
+impl Default for WebSource {
+    /// The embedded copy when this binary carries one, else [`DEFAULT_WEB_DIR`].
+    fn default() -> Self {
+        #[cfg(feature = "embed-web")]
+        if crate::web::embedded::available() {
+            return WebSource::Embedded;
+        }
+        WebSource::Dir(PathBuf::from(DEFAULT_WEB_DIR))
+    }
+}
 
 /// The default HTTP listen address.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -49,8 +83,8 @@ pub struct Config {
     pub auth_secret: Option<AuthSecret>,
     /// Which browser origins may connect.
     pub origins: OriginPolicy,
-    /// Directory served as the web root (`index.html`, `app.js`, `pkg/`…).
-    pub web_dir: PathBuf,
+    /// Where the web client is served from (see [`WebSource::resolve`]).
+    pub web: WebSource,
     /// Resource limits.
     pub limits: Limits,
     /// TURN: the embedded server and/or an external one, and credential lifetime.
@@ -60,6 +94,8 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` names the client (see
     /// [`crate::addresses`]); empty: every client is its TCP peer.
     pub trusted_proxies: TrustedProxies,
+    /// Multi-node mode (`--redis`); `None`: a single node with no external service.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for Config {
@@ -69,11 +105,12 @@ impl Default for Config {
             sfu: sfu::SfuConfig::default(),
             auth_secret: None,
             origins: OriginPolicy::default(),
-            web_dir: PathBuf::from(DEFAULT_WEB_DIR),
+            web: WebSource::default(),
             limits: Limits::default(),
             turn: TurnConfig::default(),
             tls: None,
             trusted_proxies: TrustedProxies::default(),
+            cluster: None,
         }
     }
 }

@@ -33,10 +33,12 @@ use tracing::Instrument as _;
 
 use crate::addresses::{AddressKey, JoinRefusal, RoomSlot};
 use crate::auth::{TokenError, unix_now};
+use crate::cluster::Route;
 use crate::error::{ErrorCode, ProtocolError};
 use crate::media;
 use crate::outbox::{Outbound, Outbox, OutboxReceiver};
 use crate::protocol::{ClientMessage, Join, ParticipantId, ServerMessage, parse_client_message};
+use crate::proxy::{ClientRequest, Upstream};
 use crate::rate_limit::{RateLimiter, Verdict};
 use crate::registry::Joined;
 use crate::state::AppState;
@@ -51,14 +53,14 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Longest a single frame write may take before the client counts as gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Runs a connection to completion. Never panics on client input. `host` is the
-/// upgrade request's `Host` header (the name TURN URLs use by default).
+/// Runs a connection to completion. Never panics on client input. `request` is what
+/// the upgrade request said (its `Host` is the name TURN URLs use by default).
 pub(crate) async fn run(
     socket: WebSocket,
     state: Arc<AppState>,
     peer: SocketAddr,
     client: AddressKey,
-    host: Option<String>,
+    request: ClientRequest,
 ) {
     let span = tracing::info_span!(
         "conn",
@@ -73,7 +75,7 @@ pub(crate) async fn run(
     async move {
         state.metrics.connection_opened();
         tracing::debug!("connected");
-        let mut connection = Connection::new(socket, state.clone(), client, host);
+        let mut connection = Connection::new(socket, state.clone(), client, request);
         connection.serve().await;
         connection.leave_room().await;
         state.metrics.connection_closed();
@@ -98,6 +100,8 @@ enum Flow {
     Close(u16, &'static str),
     /// The socket is gone; just stop.
     Gone,
+    /// The room lives on another node: relay this client there from now on.
+    Proxy(Box<Upstream>),
 }
 
 /// Something the connection woke up for.
@@ -128,8 +132,10 @@ struct Connection {
     client: AddressKey,
     /// This participant's place among its address's participants in the room.
     room_slot: Option<RoomSlot>,
-    /// The `Host` the client connected to.
-    host: Option<String>,
+    /// What the upgrade request said (`Host`, `Origin`, client address, routing).
+    request: ClientRequest,
+    /// The client's last text frame, replayed to the owner when the join is routed.
+    last_text: Option<axum::extract::ws::Utf8Bytes>,
 }
 
 impl Connection {
@@ -137,7 +143,7 @@ impl Connection {
         socket: WebSocket,
         state: Arc<AppState>,
         client: AddressKey,
-        host: Option<String>,
+        request: ClientRequest,
     ) -> Self {
         let limits = &state.config.limits;
         let now = Instant::now();
@@ -159,7 +165,8 @@ impl Connection {
             join_deadline: now + limits.join_timeout,
             keepalive: keepalive_timer(now, limits.keepalive_interval),
             last_heard: now,
-            host,
+            request,
+            last_text: None,
             socket,
             outbox,
             inbox,
@@ -216,6 +223,12 @@ impl Connection {
                 end => break end,
             }
         };
+        if let Flow::Proxy(upstream) = flow {
+            let cluster = self.state.cluster.clone();
+            let _counted = cluster.as_ref().map(|c| c.proxied());
+            crate::proxy::relay(&mut self.socket, *upstream, &self.state).await;
+            return;
+        }
         if let Flow::Close(code, reason) = flow {
             tracing::debug!(code, reason, "closing");
             let frame = CloseFrame {
@@ -292,6 +305,9 @@ impl Connection {
         }
         match message {
             Message::Text(text) => {
+                if self.session.is_none() {
+                    self.last_text = Some(text.clone());
+                }
                 match parse_client_message(text.as_str(), &self.state.config.limits) {
                     Ok(message) => {
                         let kind = message.message_type();
@@ -420,12 +436,17 @@ impl Connection {
             .addresses
             .join(self.client, &join.room, Instant::now())
             .map_err(|refusal| address_refusal(refusal, &state.config.limits))?;
+        if let Some(upstream) = self.route(&join.room).await? {
+            tracing::info!(room = %join.room, "routed to the node hosting the room");
+            self.room_slot = Some(room_slot);
+            return Ok(Flow::Proxy(upstream));
+        }
         let Joined { id, media, events } = state.registry.join_with(
             &join.room,
             &join.name,
             &join.public_key,
             self.outbox.clone(),
-            state.turn.welcome_ice(self.host.as_deref()),
+            state.turn.welcome_ice(self.request.host.as_deref()),
         )?;
         let span = tracing::Span::current();
         span.record("room", join.room.as_str());
@@ -433,6 +454,7 @@ impl Connection {
         let forwarder =
             tokio::spawn(media::forward_events(events, self.outbox.clone()).instrument(span));
         tracing::info!("joined");
+        self.last_text = None;
         self.room_slot = Some(room_slot);
         self.session = Some(Session {
             room: join.room,
@@ -441,6 +463,56 @@ impl Connection {
             forwarder,
         });
         Ok(Flow::Continue)
+    }
+
+    /// In multi-node mode, where a join of `room` goes: `None` to join here (the room
+    /// is hosted here already — which needs no Redis — or was just placed here), or
+    /// the open connection to the node that hosts it.
+    async fn route(&mut self, room: &str) -> Result<Option<Box<Upstream>>, ProtocolError> {
+        let Some(cluster) = &self.state.cluster else {
+            return Ok(None);
+        };
+        if self.state.registry.has_room(room) {
+            return Ok(None);
+        }
+        let routed = self.request.routed_from.is_some();
+        let route = if routed {
+            cluster.claim_routed(room).await
+        } else {
+            cluster.route(room).await
+        };
+        let route = route.map_err(|e| {
+            tracing::warn!(%room, error = %e, "cannot place the room");
+            ProtocolError::new(
+                ErrorCode::ClusterUnavailable,
+                "this server cannot reach the cluster registry to place the room right now; try again",
+            )
+        })?;
+        let (node, url) = match route {
+            Route::Local => return Ok(None),
+            Route::Remote { node, .. } if routed => {
+                tracing::info!(%room, owner = %node, "routed join for a room another node took; refused");
+                return Err(ProtocolError::new(
+                    ErrorCode::ClusterUnavailable,
+                    "the room moved to another server while joining; try again",
+                ));
+            }
+            Route::Remote { node, url } => (node, url),
+        };
+        let Some(join) = self.last_text.as_ref() else {
+            return Err(ProtocolError::new(ErrorCode::Internal, "join text lost"));
+        };
+        let max = self.state.config.limits.max_frame_bytes;
+        match crate::proxy::connect(&url, cluster.id(), &self.request, join.as_str(), max).await {
+            Ok(upstream) => Ok(Some(Box::new(upstream))),
+            Err(e) => {
+                tracing::warn!(%room, owner = %node, error = %e, "cannot reach the node hosting the room");
+                Err(ProtocolError::new(
+                    ErrorCode::ClusterUnavailable,
+                    "the server hosting this room cannot be reached right now; try again",
+                ))
+            }
+        }
     }
 
     /// Leaves the room and the SFU, if in one. Idempotent.

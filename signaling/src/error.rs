@@ -45,11 +45,15 @@ pub enum ErrorCode {
     MediaFailed,
     /// Something went wrong on the server; not the client's fault.
     Internal,
+    /// Multi-node mode: the room could not be placed or reached right now (the
+    /// cluster registry or the node hosting the room is unreachable). Transient:
+    /// retry the join.
+    ClusterUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (used by metrics and tests).
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::BadField,
@@ -65,6 +69,7 @@ impl ErrorCode {
         ErrorCode::BadSdp,
         ErrorCode::MediaFailed,
         ErrorCode::Internal,
+        ErrorCode::ClusterUnavailable,
     ];
 
     /// The wire name, e.g. `"bad_json"`.
@@ -85,6 +90,7 @@ impl ErrorCode {
             ErrorCode::BadSdp => "bad_sdp",
             ErrorCode::MediaFailed => "media_failed",
             ErrorCode::Internal => "internal",
+            ErrorCode::ClusterUnavailable => "cluster_unavailable",
         }
     }
 

@@ -14,6 +14,7 @@
 //! | `addresses.rs`  | client addresses, trusted proxies, per-address limits          |
 //! | `descriptors.rs`| RLIMIT_NOFILE and the connection budget it leaves              |
 //! | `web.rs`        | HTTP routes, static files, security headers                    |
+//! | `web/embedded.rs` | the web client compiled in (feature `embed-web`)             |
 //! | `websocket.rs`  | the `/ws` gate: origin check, proxied address limit, buffers   |
 //! | `connection.rs` | one connection's state machine (lobby → room → closed)         |
 //! | `protocol.rs`   | the JSON messages and the validating parser                    |
@@ -62,6 +63,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod descriptors;
 pub mod error;
@@ -80,6 +82,7 @@ mod host;
 mod media;
 mod origin;
 mod outbox;
+mod proxy;
 mod registry;
 mod room;
 mod server;
@@ -89,7 +92,7 @@ mod web;
 mod websocket;
 
 pub use addresses::TrustedProxies;
-pub use config::{Config, OriginPolicy};
+pub use config::{Config, OriginPolicy, WebSource};
 pub use error::{ErrorCode, ProtocolError};
 pub use limits::Limits;
 pub use server::{SHUTDOWN_GRACE, Server, ServerError, ServerHandle};

@@ -226,6 +226,17 @@ impl Registry {
         (inner.rooms.len(), inner.participants)
     }
 
+    /// Whether this server hosts `room` right now.
+    pub fn has_room(&self, room: &str) -> bool {
+        self.lock().rooms.contains_key(room)
+    }
+
+    /// The names of the rooms hosted here, and the participant count.
+    pub fn room_names(&self) -> (Vec<String>, usize) {
+        let inner = self.lock();
+        (inner.rooms.keys().cloned().collect(), inner.participants)
+    }
+
     /// The roster of a room (ascending id); empty if the room does not exist.
     #[cfg(test)]
     pub fn roster(&self, room: &str) -> Vec<ParticipantInfo> {

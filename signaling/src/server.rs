@@ -26,6 +26,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::cluster::{Cluster, ClusterError, HEARTBEAT};
 use crate::config::Config;
 use crate::state::AppState;
 use crate::tls::{Fingerprints, Tls};
@@ -58,6 +59,9 @@ pub enum ServerError {
     /// Serving failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    /// Multi-node mode could not start (a bad `--redis` or `--node-url`).
+    #[error("multi-node mode: {0}")]
+    Cluster(#[from] ClusterError),
     /// The server task panicked or was cancelled.
     #[error("server task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -99,12 +103,7 @@ impl Server {
                 })?;
         let local_addr = listener.local_addr()?;
         config.limits.max_connections = connection_cap(&config);
-        if !config.web_dir.join("index.html").is_file() {
-            tracing::warn!(
-                web_dir = %config.web_dir.display(),
-                "no index.html in the web directory; pages will 404"
-            );
-        }
+        crate::web::check_source(&config.web);
         let tls = match &config.tls {
             Some(tls) => Some(Arc::new(Tls::new(tls)?)),
             None => None,
@@ -127,12 +126,26 @@ impl Server {
         )
         .await
         .map_err(ServerError::Turn)?;
+        let cluster = match &config.cluster {
+            Some(cluster) => {
+                // What clients' ICE candidates name: the public IP when one is set.
+                let media: Vec<SocketAddr> = sfu
+                    .media_addrs()
+                    .into_iter()
+                    .map(|a| SocketAddr::new(config.sfu.public_ip.unwrap_or(a.ip()), a.port()))
+                    .collect();
+                let cluster = Cluster::new(cluster, local_addr, &media)?;
+                tracing::info!(node = cluster.id(), "multi-node mode");
+                Some(Arc::new(cluster))
+            }
+            None => None,
+        };
         Ok(Server {
             listener,
             local_addr,
             redirect,
             https,
-            state: Arc::new(AppState::new(config, sfu, turn, tls)),
+            state: Arc::new(AppState::new(config, sfu, turn, tls, cluster)),
         })
     }
 
@@ -190,15 +203,29 @@ impl Server {
                 crate::tls::reload_on_sighup(tls, shutdown.triggered()).await;
             }
         };
-        // The accept loops (and the reloader) end on the same trigger.
+        let heartbeat = async {
+            if let Some(cluster) = state.cluster.clone() {
+                heartbeat(&state, &cluster).await;
+            }
+        };
+        // The accept loops (and the reloader, and the heartbeat) end on the same trigger.
         tokio::join!(
             crate::accept::accept_loop(self.listener, state.clone(), router, self.https),
             redirect,
             reload,
+            heartbeat,
             graceful
         );
         if !shutdown.wait_for_connections(SHUTDOWN_GRACE).await {
             tracing::warn!("some connections did not finish within {SHUTDOWN_GRACE:?}");
+        }
+        if let Some(cluster) = &state.cluster {
+            match cluster.deregister().await {
+                Ok(()) => tracing::info!("left the cluster"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not leave the cluster; its claims expire by themselves")
+                }
+            }
         }
         state.turn.close().await;
         state.sfu.shutdown().await;
@@ -215,6 +242,22 @@ impl Server {
             local_addr,
             state,
             task: Some(task),
+        }
+    }
+}
+
+/// Renews this node's registration and room claims every [`HEARTBEAT`] until shutdown.
+async fn heartbeat(state: &AppState, cluster: &Cluster) {
+    let mut ticks = tokio::time::interval(HEARTBEAT);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = state.shutdown.triggered() => return,
+            _ = ticks.tick() => {}
+        }
+        let (rooms, participants) = state.registry.room_names();
+        if let Err(e) = cluster.heartbeat(&rooms, participants).await {
+            tracing::debug!(error = %e, "heartbeat failed");
         }
     }
 }

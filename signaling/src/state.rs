@@ -1,6 +1,7 @@
 //! What every request handler and connection task shares.
 
 use crate::accept::Admission;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::metrics::{Metrics, RegistryCounts};
 use crate::registry::Registry;
@@ -27,12 +28,20 @@ pub(crate) struct AppState {
     pub turn: TurnService,
     /// The certificate, when TLS is on.
     pub tls: Option<Arc<Tls>>,
+    /// Multi-node membership, with `--redis`.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl AppState {
     /// Builds the state for `config` around an existing SFU and TURN service,
     /// accepting at most `config.limits.max_connections` connections.
-    pub fn new(config: Config, sfu: sfu::Sfu, turn: TurnService, tls: Option<Arc<Tls>>) -> Self {
+    pub fn new(
+        config: Config,
+        sfu: sfu::Sfu,
+        turn: TurnService,
+        tls: Option<Arc<Tls>>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Self {
         let limits = &config.limits;
         AppState {
             registry: Registry::new(limits.max_rooms, limits.max_participants, sfu.clone()),
@@ -45,6 +54,7 @@ impl AppState {
             sfu,
             turn,
             tls,
+            cluster,
             shutdown: Shutdown::default(),
             config,
         }
@@ -63,6 +73,9 @@ impl AppState {
             self.sfu.stats(),
         );
         self.turn.render_metrics(&mut out);
+        if let Some(cluster) = &self.cluster {
+            cluster.render_metrics(&mut out);
+        }
         out
     }
 }

@@ -5,9 +5,20 @@
 //! | `GET /`          | `web/index.html` (landing page: create a meeting)           |
 //! | `GET /m/{room}`  | the same `web/index.html`; the page reads path and fragment |
 //! | `GET /ws`        | the signaling WebSocket ([`crate::websocket`])              |
-//! | `GET /healthz`   | `200 ok`                                                    |
+//! | `GET /healthz`   | `200 ok` (with `--redis`: `503` while Redis is unreachable) |
 //! | `GET /metrics`   | Prometheus text ([`crate::metrics`])                        |
-//! | anything else    | a file under the web directory, or 404                      |
+//! | anything else    | a file of the web client, or 404                            |
+//!
+//! Where the web client's files come from ([`WebSource`], chosen at start-up):
+//!
+//! 1. `--web-dir DIR` / `SEALED_WEB_DIR` given explicitly: that folder, read on every
+//!    request (edit the page and reload — the development override).
+//! 2. Otherwise, if the binary carries the web client (built with feature `embed-web`,
+//!    as `cargo xtask dist` does): that copy, served from memory (`web/embedded.rs`).
+//! 3. Otherwise the `web/` folder of the checkout the binary was built from
+//!    ([`crate::config::DEFAULT_WEB_DIR`]).
+//!
+//! Both sources answer alike: the same routes, MIME types, security headers and 404s.
 //!
 //! The meeting secret lives in the URL fragment, which browsers never send to a
 //! server; still, every response says `Referrer-Policy: no-referrer` so the path
@@ -24,8 +35,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::services::ServeDir;
 
+use crate::config::WebSource;
 use crate::protocol::is_valid_room_name;
 use crate::state::AppState;
+
+#[cfg(feature = "embed-web")]
+pub(crate) mod embedded;
 
 /// The Content-Security-Policy of every response.
 ///
@@ -71,17 +86,21 @@ const SECURITY_HEADERS: [(HeaderName, &str); 7] = [
 
 /// Builds the application router.
 pub(crate) fn router(state: Arc<AppState>) -> Router {
-    let static_files = ServeDir::new(&state.config.web_dir).append_index_html_on_directories(false);
     let hsts = state.tls.as_ref().is_some_and(|t| t.hsts());
     let router = Router::new()
         .route("/", get(index))
         .route("/m/{room}", get(meeting))
         .route("/ws", get(crate::websocket::upgrade))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .fallback_service(static_files)
-        .layer(middleware::from_fn(headers))
-        .with_state(state);
+        .route("/metrics", get(metrics));
+    let router = match &state.config.web {
+        WebSource::Dir(dir) => {
+            router.fallback_service(ServeDir::new(dir).append_index_html_on_directories(false))
+        }
+        #[cfg(feature = "embed-web")]
+        WebSource::Embedded => router.fallback(embedded::file),
+    };
+    let router = router.layer(middleware::from_fn(headers)).with_state(state);
     if hsts {
         router.layer(middleware::from_fn(strict_transport_security))
     } else {
@@ -116,7 +135,15 @@ async fn meeting(State(state): State<Arc<AppState>>, Path(room): Path<String>) -
 }
 
 async fn serve_index(state: &AppState) -> Response {
-    let path = state.config.web_dir.join("index.html");
+    match &state.config.web {
+        WebSource::Dir(dir) => serve_index_from(dir).await,
+        #[cfg(feature = "embed-web")]
+        WebSource::Embedded => embedded::index(),
+    }
+}
+
+async fn serve_index_from(dir: &std::path::Path) -> Response {
+    let path = dir.join("index.html");
     match tokio::fs::read(&path).await {
         Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
         Err(e) => {
@@ -130,8 +157,45 @@ async fn serve_index(state: &AppState) -> Response {
     }
 }
 
-async fn healthz() -> &'static str {
-    "ok"
+/// Logs where the web client comes from, and warns when pages will not work.
+pub(crate) fn check_source(web: &WebSource) {
+    match web {
+        WebSource::Dir(dir) => {
+            tracing::info!(web_dir = %dir.display(), "serving the web client from a directory");
+            if !dir.join("index.html").is_file() {
+                tracing::warn!(
+                    web_dir = %dir.display(),
+                    "no index.html in the web directory; pages will 404"
+                );
+            }
+        }
+        #[cfg(feature = "embed-web")]
+        WebSource::Embedded => {
+            tracing::info!("serving the web client embedded in this binary");
+            let missing = embedded::missing();
+            if !missing.is_empty() {
+                tracing::warn!(
+                    ?missing,
+                    "the embedded web client is incomplete (built before `cargo xtask build-web`?); \
+                     pages will not work: rebuild, or pass --web-dir"
+                );
+            }
+        }
+    }
+}
+
+/// `200 ok`; in multi-node mode `503` while Redis is unreachable (rooms hosted here
+/// keep running, but new rooms cannot be placed), so a load balancer can steer new
+/// clients to nodes that can place them.
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    match &state.cluster {
+        Some(cluster) if !cluster.healthy() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "redis unreachable: rooms hosted here keep running, new rooms cannot be placed",
+        )
+            .into_response(),
+        _ => "ok".into_response(),
+    }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

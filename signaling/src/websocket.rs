@@ -18,6 +18,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::addresses::AddressKey;
+use crate::proxy::ClientRequest;
 use crate::state::AppState;
 
 /// The WebSocket read buffer, allocated (and zeroed) for every connection up front.
@@ -67,14 +68,22 @@ pub(crate) async fn upgrade(
     // waits for the connection.
     let guard = state.shutdown.guard();
     let cap = state.config.limits.max_frame_bytes;
-    let host = host.map(str::to_owned);
+    let request = ClientRequest {
+        host: host.map(str::to_owned),
+        origin: origin.map(str::to_owned),
+        client_ip: Some(client),
+        routed_from: headers
+            .get(crate::proxy::ROUTED_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    };
     ws.max_message_size(cap)
         .max_frame_size(cap)
         .read_buffer_size(READ_BUFFER_BYTES)
         // Write each frame at once instead of gathering 128 KiB first.
         .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
-            crate::connection::run(socket, state, peer, key, host).await;
+            crate::connection::run(socket, state, peer, key, request).await;
             drop(address_slot);
             drop(guard);
         })

@@ -232,6 +232,9 @@ pub struct BotReport {
     pub left: Vec<(Instant, u64)>,
     /// (when, id) of every `participant_joined` seen.
     pub joined: Vec<(Instant, u64)>,
+    /// When the signaling connection ended without us leaving (the server, or a node
+    /// proxying to it, closed it); `None` while connected or after [`BotHandle::leave`].
+    pub closed_at: Option<Instant>,
     /// The engine said it has no meeting secret.
     pub keys_unavailable: bool,
     /// Per other sender.
@@ -827,6 +830,7 @@ async fn run(
             _ = video_tick.tick(), if bot.video_track.is_some() => bot.send_video(id).await,
             ev = p.events.recv() => match ev {
                 Some(Event::Closed) | None => {
+                    bot.report.closed_at = Some(Instant::now());
                     joined = None;
                 }
                 Some(e) => bot.on_event(p, e),

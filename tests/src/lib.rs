@@ -8,6 +8,7 @@
 //! - [`participant`]: a joined participant: signaling + publish and subscribe connections.
 //! - [`server_process`]: a `sealed` child process with its RSS, descriptors and log.
 //! - [`hostile`]: hostile clients from many loopback addresses (the abuse harness).
+//! - [`redis_server`]: a throwaway `redis-server` child (the multi-node tests).
 
 pub mod bot;
 pub mod duration;
@@ -15,6 +16,7 @@ pub mod hostile;
 pub mod media;
 pub mod participant;
 pub mod protocol;
+pub mod redis_server;
 pub mod rtc;
 pub mod server_process;
 pub mod signal;

@@ -219,6 +219,27 @@ pub fn tone(freq: f32, rate: u32, amp: f32, start: u64, n: usize) -> Vec<i16> {
         .collect()
 }
 
+/// Checks that the last second of `pcm` (48 kHz) is sender `j`'s tone (`tones[j]`
+/// clearly present) and carries none of the others' tones; the error says what was
+/// heard instead.
+pub fn check_last_second_is_tone(pcm: &[i16], tones: &[f32], j: usize) -> Result<(), String> {
+    let tail = &pcm[pcm.len().saturating_sub(48_000)..];
+    if tail.len() < 24_000 {
+        return Err(format!("decoded only {} samples", tail.len()));
+    }
+    let own = goertzel(tail, 48_000, tones[j]);
+    if own <= 0.5 {
+        return Err(format!("its {} Hz tone at only {own:.2}", tones[j]));
+    }
+    for (k, f) in tones.iter().enumerate().filter(|(k, _)| *k != j) {
+        let p = goertzel(tail, 48_000, *f);
+        if p >= 0.05 {
+            return Err(format!("{f} Hz (sender {k}) in its audio at {p:.2}"));
+        }
+    }
+    Ok(())
+}
+
 /// Relative power of `freq` in `samples` (Goertzel), normalised to the signal's energy:
 /// near 1 for a pure tone at `freq`, near 0 for unrelated content.
 pub fn goertzel(samples: &[i16], rate: u32, freq: f32) -> f64 {

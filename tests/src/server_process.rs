@@ -31,11 +31,24 @@ impl SealedProcess {
         nofile: Option<u64>,
         log: PathBuf,
     ) -> Result<SealedProcess> {
+        Self::spawn_with_env(bin, args, nofile, log, &[]).await
+    }
+
+    /// [`spawn`](Self::spawn) with extra environment variables, set after the default
+    /// `RUST_LOG=warn` (so `("RUST_LOG", "info")` overrides it).
+    pub async fn spawn_with_env(
+        bin: &Path,
+        args: &[String],
+        nofile: Option<u64>,
+        log: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Result<SealedProcess> {
         let mut command = tokio::process::Command::new(bin);
         command
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -126,6 +139,13 @@ impl SealedProcess {
             .lines()
             .filter(|l| l.contains(needle))
             .count()
+    }
+
+    /// The last `n` lines of its log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
     /// Log lines so far.

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use client_wasm::Session;
 use common::TestServer;
 use tests::bot::{BotConfig, BotHandle, BotReport, CapturedFrame, SessionHook, sframe_kid};
-use tests::media::{PLAINTEXT_MARKER, goertzel, vp8_descriptor};
+use tests::media::{PLAINTEXT_MARKER, check_last_second_is_tone, vp8_descriptor};
 use tests::protocol::MediaKind;
 
 /// Everything the server (and this process) logged, at trace level.
@@ -339,24 +339,8 @@ async fn three_tones(relay: bool) {
             );
             assert_eq!(s.video_bad, 0, "bot{i}: corrupted video from bot{j}");
             // The last second of decoded audio is bot j's tone, not the others'.
-            let tail = &s.pcm[s.pcm.len().saturating_sub(48_000)..];
-            assert!(
-                tail.len() >= 24_000,
-                "bot{i} decoded {} samples of bot{j}",
-                tail.len()
-            );
-            let own = goertzel(tail, 48_000, tones[j]);
-            assert!(
-                own > 0.5,
-                "bot{i} hears bot{j}'s {} Hz at {own:.2}",
-                tones[j]
-            );
-            for (k, f) in tones.iter().enumerate().filter(|(k, _)| *k != j) {
-                let p = goertzel(tail, 48_000, *f);
-                assert!(
-                    p < 0.05,
-                    "bot{i} hears {f} Hz (bot{k}) in bot{j}'s audio: {p:.2}"
-                );
+            if let Err(e) = check_last_second_is_tone(&s.pcm, &tones, j) {
+                panic!("bot{i} hears bot{j}: {e}");
             }
         }
     }

@@ -11,7 +11,14 @@ import { reconnectDelay } from './reconnect.js';
 import { ScreenShare, shareErrorMessage } from './screen-share.js';
 
 /** Server error codes worth retrying (anything else is shown and stops us). */
-const TRANSIENT_CODES = new Set(['unreachable', 'closed', 'internal', 'rate_limited', 'media_failed']);
+const TRANSIENT_CODES = new Set([
+  'unreachable',
+  'closed',
+  'internal',
+  'rate_limited',
+  'media_failed',
+  'cluster_unavailable',
+]);
 
 /**
  * How long a chat message sent under a key we do not hold yet is kept for
@@ -120,7 +127,9 @@ export class Meeting {
         this.#scheduleRetry(
           error.code === 'unreachable'
             ? 'Cannot reach the Sealed server. Check your network connection.'
-            : 'The server closed the connection.',
+            : error.code === 'cluster_unavailable'
+              ? 'The server is moving this meeting to another machine.'
+              : 'The server closed the connection.',
         );
       } else {
         this.state = 'failed';

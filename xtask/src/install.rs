@@ -14,8 +14,16 @@ pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 /// Debian packages the tests need: `cmake` builds libopus for the `opus`
 /// crate; the browsers run the end-to-end tests; `nftables` lets the
-/// ICE-recovery browser test drop UDP inside its own network namespace.
-pub const APT_PACKAGES: &[&str] = &["cmake", "pkg-config", "chromium", "firefox-esr", "nftables"];
+/// ICE-recovery browser test drop UDP inside its own network namespace;
+/// `redis-server` is the shared state of the multi-node tests.
+pub const APT_PACKAGES: &[&str] = &[
+    "cmake",
+    "pkg-config",
+    "chromium",
+    "firefox-esr",
+    "nftables",
+    "redis-server",
+];
 
 /// Adds the wasm32 target to the pinned toolchain when it is missing.
 pub fn wasm_target() -> Result<()> {

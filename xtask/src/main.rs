@@ -6,12 +6,17 @@
 //!   separately installed CLI can drift from the crate.
 //! - `cargo xtask serve [ARGS…]` builds everything (release) and starts the
 //!   `sealed` server on its embedded defaults; ARGS go to `sealed serve`.
+//! - `cargo xtask dist [--debug]` builds one self-contained `dist/sealed` with
+//!   the web client compiled in (release unless `--debug`), then starts a copy
+//!   of it alone in an empty directory and checks that it serves the page.
 //! - `cargo xtask fuzz [--iterations N]` runs the fuzz harnesses of the
 //!   engine's and the signaling parsers in release, N inputs per target.
 //! - `cargo xtask test` installs what the tests need when it is missing
 //!   (apt packages, the wasm32 target, npm packages), then runs the format
-//!   check, clippy, every Rust test, the wasm tests and the browser tests.
+//!   check, clippy, every Rust test, the wasm tests, the `dist` check (a debug
+//!   build) and the browser tests.
 
+mod dist;
 mod install;
 mod steps;
 
@@ -24,7 +29,9 @@ usage: cargo xtask <command>
 commands:
   build-web [--debug]     build client-wasm for wasm32 and generate web/pkg/
   serve [ARGS...]         build everything (release) and run `sealed serve ARGS...`
-  test [--skip-install] [--only rust|wasm|browser]
+  dist [--debug]          build dist/sealed, one binary with the web client inside
+                          (release unless --debug), and check it serves the page alone
+  test [--skip-install] [--only rust|wasm|dist|browser]
                           install what tests need, then fmt, clippy, all tests
   fuzz [--iterations N]   fuzz every parser a peer reaches, N inputs each (default 1000000)
 ";
@@ -42,6 +49,7 @@ fn main() -> Result<()> {
             steps::build_web(&root, release)
         }
         "serve" => steps::serve(&root, rest),
+        "dist" => dist::dist(&root, dist::parse_release(rest)?).map(drop),
         "test" => steps::test(&root, &steps::TestOptions::parse(rest)?),
         "fuzz" => steps::fuzz(&root, fuzz_iterations(rest)?),
         "help" | "--help" | "-h" => {

@@ -33,7 +33,7 @@ fn describe(cmd: &Command) -> String {
 }
 
 /// `cargo` as invoked us (the pinned toolchain), run from the repo root.
-fn cargo(root: &Path) -> Command {
+pub fn cargo(root: &Path) -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(root);
     cmd
@@ -128,7 +128,8 @@ fn locked_version<'a>(lock: &'a str, package: &str) -> Option<&'a str> {
     None
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+/// Where Cargo puts its builds.
+pub fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
@@ -160,7 +161,10 @@ pub struct TestOptions {
 }
 
 impl TestOptions {
-    /// Parses `[--skip-install] [--only rust|wasm|browser]`.
+    /// The parts, in the order they run.
+    pub const PARTS: [&str; 4] = ["rust", "wasm", "dist", "browser"];
+
+    /// Parses `[--skip-install] [--only rust|wasm|dist|browser]`.
     pub fn parse(args: &[String]) -> Result<Self> {
         let mut opts = TestOptions::default();
         let mut it = args.iter();
@@ -168,9 +172,12 @@ impl TestOptions {
             match arg.as_str() {
                 "--skip-install" => opts.skip_install = true,
                 "--only" => {
-                    let part = it.next().context("--only needs rust, wasm or browser")?;
-                    if !["rust", "wasm", "browser"].contains(&part.as_str()) {
-                        bail!("--only takes rust, wasm or browser, not `{part}`");
+                    let parts = Self::PARTS.join(", ");
+                    let part = it
+                        .next()
+                        .with_context(|| format!("--only needs one of {parts}"))?;
+                    if !Self::PARTS.contains(&part.as_str()) {
+                        bail!("--only takes one of {parts}, not `{part}`");
                     }
                     opts.only = Some(part.clone());
                 }
@@ -226,6 +233,9 @@ pub fn test(root: &Path, opts: &TestOptions) -> Result<()> {
         build_web(root, true)?;
         wasm_tests(root)?;
     }
+    if opts.wants("dist") {
+        dist_check(root, opts)?;
+    }
     if opts.wants("browser") {
         browser_tests(root, opts)?;
     }
@@ -248,6 +258,21 @@ fn wasm_tests(root: &Path) -> Result<()> {
         .arg(&dir)
         .env("SEALED_WASM_TEST_PKG", &test_pkg)
         .current_dir(root))
+}
+
+/// `cargo xtask dist --debug` and its self-check, with two differences: `web/pkg/`
+/// stays the release package the wasm stage built (and built here when that stage is
+/// skipped), because the browser stage serves it next; and `dist/sealed` is left
+/// alone (it may be a release build someone made), the check runs on the build
+/// itself. The binary is a debug build — a release one would cost minutes — and it
+/// replaces `target/debug/sealed`, which is why the browser stage rebuilds that and
+/// its server gets `--web-dir` explicitly.
+fn dist_check(root: &Path, opts: &TestOptions) -> Result<()> {
+    if !opts.wants("wasm") {
+        build_web(root, true)?;
+    }
+    let bin = crate::dist::build_binary(root, false)?;
+    crate::dist::self_check(&bin, &root.join("web"))
 }
 
 /// A long fuzz run of every parser an attacker reaches: `iterations` inputs
@@ -322,7 +347,12 @@ mod tests {
         let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(TestOptions::parse(&args(&["--only", "gpu"])).is_err());
         assert!(TestOptions::parse(&args(&["--frobnicate"])).is_err());
+        assert!(TestOptions::parse(&args(&["--only"])).is_err());
         let o = TestOptions::parse(&args(&["--only", "wasm", "--skip-install"])).unwrap();
         assert!(o.wants("wasm") && !o.wants("rust") && o.skip_install);
+        let o = TestOptions::parse(&args(&["--only", "dist"])).unwrap();
+        assert!(o.wants("dist") && !o.wants("wasm") && !o.wants("browser") && !o.skip_install);
+        let all = TestOptions::parse(&args(&[])).unwrap();
+        assert!(TestOptions::PARTS.iter().all(|p| all.wants(p)));
     }
 }

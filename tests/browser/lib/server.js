@@ -86,7 +86,20 @@ export async function startServer(t, { name = 'server', port: fixedPort = null, 
   const logs = [];
   const child = spawn(
     binary,
-    ['serve', '--listen', `127.0.0.1:${port}`, '--udp-port', String(udp), ...(tls ? ['--tls-self-signed'] : []), ...args],
+    // --web-dir: always this checkout's web/ (what `cargo xtask build-web` just built),
+    // even when the binary carries an embedded copy (`cargo xtask dist` builds one
+    // into target/*/sealed).
+    [
+      'serve',
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--udp-port',
+      String(udp),
+      '--web-dir',
+      join(REPO_ROOT, 'web'),
+      ...(tls ? ['--tls-self-signed'] : []),
+      ...args,
+    ],
     {
       cwd: REPO_ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
