@@ -316,17 +316,27 @@ impl Cluster {
 
         let stale = self.stale_claims(rooms);
         if !stale.is_empty() {
-            let mut release = self.scripts.release.prepare_invoke();
-            for room in &stale {
-                release.key(room_key(room));
-            }
-            release.arg(&self.id);
-            let _: usize = self.call(release.invoke_async(&mut redis)).await?;
+            self.release(&stale).await?;
             tracing::debug!(
                 released = stale.len(),
                 "released the claims of emptied rooms"
             );
         }
+        Ok(())
+    }
+
+    /// Deletes the claims of `rooms` that this node holds (one script call).
+    async fn release(&self, rooms: &[String]) -> Result<(), ClusterError> {
+        if rooms.is_empty() {
+            return Ok(());
+        }
+        let mut release = self.scripts.release.prepare_invoke();
+        for room in rooms {
+            release.key(room_key(room));
+        }
+        release.arg(&self.id);
+        let mut redis = self.redis.clone();
+        let _: usize = self.call(release.invoke_async(&mut redis)).await?;
         Ok(())
     }
 
@@ -338,15 +348,8 @@ impl Cluster {
             .lock()
             .map(|mut c| c.drain().map(|(room, _)| room).collect())
             .unwrap_or_default();
+        self.release(&rooms).await?;
         let mut redis = self.redis.clone();
-        if !rooms.is_empty() {
-            let mut release = self.scripts.release.prepare_invoke();
-            for room in &rooms {
-                release.key(room_key(room));
-            }
-            release.arg(&self.id);
-            let _: usize = self.call(release.invoke_async(&mut redis)).await?;
-        }
         let mut pipe = redis::pipe();
         pipe.del(node_key(&self.id))
             .del(load_key(&self.id))
