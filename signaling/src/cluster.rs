@@ -148,6 +148,15 @@ pub enum Route {
     },
 }
 
+/// What claiming a room for a routed join found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoutedClaim {
+    /// The room is now (or was already) claimed for this node.
+    Claimed,
+    /// Another live node, with this id, holds the claim.
+    HeldBy(String),
+}
+
 /// This node's membership of the cluster.
 pub struct Cluster {
     id: String,
@@ -212,6 +221,12 @@ impl Cluster {
         &self.id
     }
 
+    /// The IP address in this node's `--node-url`, if it names one (not a host name):
+    /// where other nodes reach it, so the nodes' network.
+    pub fn url_ip(&self) -> Option<std::net::IpAddr> {
+        url_ip(&self.url)
+    }
+
     /// Whether the last Redis call succeeded.
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
@@ -247,9 +262,9 @@ impl Cluster {
     }
 
     /// For a join another node routed here: claims `room` for this node unless a live
-    /// node other than this one owns it (then returns that node, and the caller refuses
-    /// the join rather than route it a second time).
-    pub async fn claim_routed(&self, room: &str) -> Result<Route, ClusterError> {
+    /// node other than this one owns it (then the caller refuses the join rather than
+    /// route it a second time).
+    pub async fn claim_routed(&self, room: &str) -> Result<RoutedClaim, ClusterError> {
         let mut invocation = self.scripts.claim.key(room_key(room));
         invocation
             .arg(&self.id)
@@ -259,12 +274,9 @@ impl Cluster {
         let owner: String = self.call(invocation.invoke_async(&mut redis)).await?;
         if owner == self.id {
             self.note_claimed(room);
-            Ok(Route::Local)
+            Ok(RoutedClaim::Claimed)
         } else {
-            Ok(Route::Remote {
-                node: owner,
-                url: String::new(),
-            })
+            Ok(RoutedClaim::HeldBy(owner))
         }
     }
 
@@ -490,6 +502,14 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// `http://host:port` with nothing after it (a trailing `/` is dropped).
+/// The IP address `url` names as its host; `None` for a host name or an unspecified
+/// address (a node listening on `0.0.0.0` without `--node-url`).
+fn url_ip(url: &str) -> Option<std::net::IpAddr> {
+    let uri: axum::http::Uri = url.parse().ok()?;
+    let ip: std::net::IpAddr = uri.host()?.trim_matches(['[', ']']).parse().ok()?;
+    (!ip.is_unspecified()).then_some(ip)
+}
+
 fn validate_node_url(url: &str) -> Result<String, ClusterError> {
     let bad = || ClusterError::BadNodeUrl(url.to_owned());
     let rest = url.strip_prefix("http://").ok_or_else(bad)?;
@@ -669,6 +689,14 @@ mod tests {
         ] {
             assert!(validate_node_url(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn node_url_ip_is_read_only_from_addresses() {
+        assert_eq!(url_ip("http://10.0.0.5:8080"), "10.0.0.5".parse().ok());
+        assert_eq!(url_ip("http://[fd00::5]:8080"), "fd00::5".parse().ok());
+        assert_eq!(url_ip("http://node-a.internal:8080"), None);
+        assert_eq!(url_ip("http://0.0.0.0:8080"), None);
     }
 
     #[test]

@@ -33,7 +33,7 @@ use tracing::Instrument as _;
 
 use crate::addresses::{AddressKey, JoinRefusal, RoomSlot};
 use crate::auth::{TokenError, unix_now};
-use crate::cluster::Route;
+use crate::cluster::{Route, RoutedClaim};
 use crate::error::{ErrorCode, ProtocolError};
 use crate::media;
 use crate::outbox::{Outbound, Outbox, OutboxReceiver};
@@ -475,28 +475,27 @@ impl Connection {
         if self.state.registry.has_room(room) {
             return Ok(None);
         }
-        let routed = self.request.routed_from.is_some();
-        let route = if routed {
-            cluster.claim_routed(room).await
-        } else {
-            cluster.route(room).await
-        };
-        let route = route.map_err(|e| {
+        let unreachable = |e: crate::cluster::ClusterError| {
             tracing::warn!(%room, error = %e, "cannot place the room");
             ProtocolError::new(
                 ErrorCode::ClusterUnavailable,
                 "this server cannot reach the cluster registry to place the room right now; try again",
             )
-        })?;
-        let (node, url) = match route {
+        };
+        if self.request.routed_from.is_some() {
+            return match cluster.claim_routed(room).await.map_err(unreachable)? {
+                RoutedClaim::Claimed => Ok(None),
+                RoutedClaim::HeldBy(owner) => {
+                    tracing::info!(%room, %owner, "routed join for a room another node took; refused");
+                    Err(ProtocolError::new(
+                        ErrorCode::ClusterUnavailable,
+                        "the room moved to another server while joining; try again",
+                    ))
+                }
+            };
+        }
+        let (node, url) = match cluster.route(room).await.map_err(unreachable)? {
             Route::Local => return Ok(None),
-            Route::Remote { node, .. } if routed => {
-                tracing::info!(%room, owner = %node, "routed join for a room another node took; refused");
-                return Err(ProtocolError::new(
-                    ErrorCode::ClusterUnavailable,
-                    "the room moved to another server while joining; try again",
-                ));
-            }
             Route::Remote { node, url } => (node, url),
         };
         let Some(join) = self.last_text.as_ref() else {

@@ -136,6 +136,16 @@ impl Server {
                     .collect();
                 let cluster = Cluster::new(cluster, local_addr, &media)?;
                 tracing::info!(node = cluster.id(), "multi-node mode");
+                if let Some(ip) = cluster.url_ip()
+                    && !config.trusted_proxies.contains(ip)
+                {
+                    // Then the other nodes' routed joins count as clients of their
+                    // address and may be routed again.
+                    tracing::warn!(
+                        %ip,
+                        "this node's --node-url is not in --trusted-proxies; list the nodes' network there"
+                    );
+                }
                 Some(Arc::new(cluster))
             }
             None => None,

@@ -10,14 +10,14 @@
 //! ([`crate::limits::Limits::max_frame_bytes`]) and hands the socket to
 //! [`crate::connection`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::addresses::AddressKey;
+use crate::addresses::{AddressKey, TrustedProxies};
 use crate::proxy::ClientRequest;
 use crate::state::AppState;
 
@@ -72,10 +72,7 @@ pub(crate) async fn upgrade(
         host: host.map(str::to_owned),
         origin: origin.map(str::to_owned),
         client_ip: Some(client),
-        routed_from: headers
-            .get(crate::proxy::ROUTED_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        routed_from: routed_from(&state.admission.proxies, peer.ip(), &headers),
     };
     ws.max_message_size(cap)
         .max_frame_size(cap)
@@ -87,4 +84,44 @@ pub(crate) async fn upgrade(
             drop(address_slot);
             drop(guard);
         })
+}
+
+/// The node that routed this request here (`X-Sealed-Routed`), believed only from a
+/// trusted proxy — the other nodes are listed in `--trusted-proxies` as the
+/// balancer is. From anyone else the header would let a client choose where a new
+/// room is placed, so it is ignored and the join is placed and routed as any other.
+fn routed_from(proxies: &TrustedProxies, peer: IpAddr, headers: &HeaderMap) -> Option<String> {
+    let node = headers.get(crate::proxy::ROUTED_HEADER)?.to_str().ok()?;
+    if proxies.contains(peer) {
+        Some(node.to_owned())
+    } else {
+        tracing::info!(%peer, "X-Sealed-Routed from a peer that is not a trusted proxy; ignored");
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routed(node: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(crate::proxy::ROUTED_HEADER, node.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn routed_header_is_believed_only_from_trusted_proxies() {
+        let proxies = TrustedProxies::new(vec!["10.0.0.0/24".parse().unwrap()]);
+        let node: IpAddr = "10.0.0.7".parse().unwrap();
+        let client: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            routed_from(&proxies, node, &routed("node-b")).as_deref(),
+            Some("node-b")
+        );
+        assert_eq!(routed_from(&proxies, client, &routed("node-b")), None);
+        assert_eq!(routed_from(&proxies, node, &HeaderMap::new()), None);
+        let nobody = TrustedProxies::new(Vec::new());
+        assert_eq!(routed_from(&nobody, node, &routed("node-b")), None);
+    }
 }
