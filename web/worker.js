@@ -253,6 +253,26 @@ function frameMime(frame) {
   }
 }
 
+/**
+ * What a received frame shows in the clear, for the record of unparsable frames: its
+ * size, the codec we took it for, what the browser says it is, and its first byte (a
+ * codec's clear header byte or the SFrame header's first byte; nothing encrypted).
+ */
+function describeFrame(frame, codec) {
+  let metadata = {};
+  try {
+    metadata = frame.getMetadata?.() ?? {};
+  } catch {}
+  const bytes = new Uint8Array(frame.data);
+  return {
+    bytes: bytes.byteLength,
+    codec,
+    mime: metadata.mimeType ?? null,
+    payloadType: metadata.payloadType ?? null,
+    firstByte: bytes.byteLength > 0 ? bytes[0] : null,
+  };
+}
+
 function encryptFrame(sender, frame, controller) {
   const counters = sendCounters[sender.kind];
   if (!session || session.epoch() === undefined || session.paused() !== undefined) {
@@ -286,11 +306,13 @@ function decryptFrame(receiver, frame, controller) {
         ? 'wrong_sender'
         : session.decrypt(codec, new Uint8Array(frame.data), receiver.sender);
   } catch {
-    result = 'malformed';
+    // Not an engine code: counted as unparsable, and told apart in its description.
+    result = 'threw';
   }
   if (typeof result === 'string') {
     const reason = dropReasonOf(result);
-    state.recordDrop(receiver.kind, reason, t);
+    if (reason === DropReason.OTHER) state.recordUnparsed(receiver.kind, { ...describeFrame(frame, codec), result }, t);
+    else state.recordDrop(receiver.kind, reason, t);
     // A replayed copy changes nothing for the decoder; any other drop leaves a gap.
     if (reason !== DropReason.REPLAY) receiver.wantsKeyframe = true;
     return;

@@ -11,6 +11,7 @@ import {
   DropReason,
   KEY_WAIT_LIMIT_MS,
   ParticipantDecryptState,
+  UNPARSED_KEPT,
 } from '../../web/js/decrypt-state.js';
 import {
   decodeBase64Url,
@@ -158,6 +159,22 @@ test('decrypt state: a replayed copy is counted apart and changes nothing', () =
   const snap = s.snapshot(200);
   assert.deepEqual(snap.video, { decrypted: 1, dropped: 0 });
   assert.equal(snap.droppedByReason.replay, 1);
+});
+
+test('unparsable frames are counted and the latest few described', () => {
+  const s = new ParticipantDecryptState();
+  for (let i = 0; i < UNPARSED_KEPT + 2; i++) {
+    s.recordUnparsed('audio', { bytes: i, codec: 'opus', mime: 'audio/opus', payloadType: 111, firstByte: null }, 100 + i);
+  }
+  const snap = s.snapshot(200);
+  assert.equal(snap.droppedByReason.other, UNPARSED_KEPT + 2);
+  assert.equal(snap.audio.dropped, UNPARSED_KEPT + 2);
+  assert.deepEqual(
+    snap.unparsed.map((u) => u.bytes),
+    Array.from({ length: UNPARSED_KEPT }, (_, i) => i + 2),
+  );
+  assert.equal(snap.unparsed[0].kind, 'audio');
+  assert.equal(snap.unparsed[0].at, 102);
 });
 
 test('drops are named by the reason code the engine returns', () => {

@@ -28,6 +28,9 @@ function emptyKindCounters() {
   return { decrypted: 0, dropped: 0 };
 }
 
+/** How many unparsable frames a participant's state describes (the latest ones). */
+export const UNPARSED_KEPT = 4;
+
 /** Decryption counters and state of one remote participant. */
 export class ParticipantDecryptState {
   constructor() {
@@ -39,6 +42,19 @@ export class ParticipantDecryptState {
     /** Start of the current run of drops with no good frame in between. */
     this.dropStreakSince = null;
     this.dropStreakAuthFailures = 0;
+    /** The latest frames dropped as unparsable, described by what is in the clear. */
+    this.unparsed = [];
+  }
+
+  /**
+   * Records a frame dropped as unparsable ({@link DropReason.OTHER}) with what the
+   * browser said about it — `{kind, bytes, codec, mime, payloadType, firstByte, result}`: sizes
+   * and clear header bytes only, never the payload. Counts it like any other drop.
+   */
+  recordUnparsed(kind, frame, now) {
+    this.unparsed.push({ kind, ...frame, at: now });
+    if (this.unparsed.length > UNPARSED_KEPT) this.unparsed.shift();
+    this.recordDrop(kind, DropReason.OTHER, now);
   }
 
   /** Records a frame that decrypted. */
@@ -80,6 +96,7 @@ export class ParticipantDecryptState {
       audio: { ...this.audio },
       video: { ...this.video },
       droppedByReason: { ...this.droppedByReason },
+      unparsed: this.unparsed.map((u) => ({ ...u })),
     };
   }
 

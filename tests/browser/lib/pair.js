@@ -49,7 +49,11 @@ export async function meetAcrossBrowsers(chromium, firefox, url) {
     assert.ok(decoded >= 20, `${who} decoded only ${decoded} video frames in 3 s`);
     assert.ok(audio >= 50, `${who} decrypted only ${audio} audio frames in 3 s`);
     assert.equal(peer.droppedByReason.auth, 0, `${who} had frames fail authentication`);
-    assert.equal(peer.droppedByReason.other, 0, `${who} dropped frames it could not parse`);
+    assert.equal(
+      peer.droppedByReason.other,
+      0,
+      `${who} dropped frames it could not parse: ${JSON.stringify(peer.unparsed)}`,
+    );
     assert.equal(peer.state, 'decrypting');
     assert.equal(e2eeAfter[i].send.video.failed + e2eeAfter[i].send.audio.failed, 0, `${who} failed to encrypt`);
   }
