@@ -282,11 +282,13 @@ impl Cluster {
 
     /// One heartbeat: registration, load, claims of the `rooms` hosted here (renewed,
     /// or re-claimed if gone), claims of emptied rooms released, dead nodes pruned.
+    /// Returns the rooms whose claim another live node holds: the caller closes them
+    /// here, so that their participants reconnect and meet on that node.
     pub async fn heartbeat(
         &self,
         rooms: &[String],
         participants: usize,
-    ) -> Result<(), ClusterError> {
+    ) -> Result<Vec<String>, ClusterError> {
         let info = NodeInfo {
             id: self.id.clone(),
             url: self.url.clone(),
@@ -310,19 +312,19 @@ impl Cluster {
         let live: usize = self.call(register.invoke_async(&mut redis)).await?;
         self.live_nodes.store(live, Ordering::Relaxed);
 
+        let mut lost = Vec::new();
         if !rooms.is_empty() {
             let mut renew = self.scripts.renew.prepare_invoke();
             for room in rooms {
                 renew.key(room_key(room));
             }
             renew.arg(&self.id).arg(millis(CLAIM_TTL)).arg(NODE_PREFIX);
-            let lost: Vec<String> = self.call(renew.invoke_async(&mut redis)).await?;
-            for key in lost {
+            let keys: Vec<String> = self.call(renew.invoke_async(&mut redis)).await?;
+            for key in keys {
+                let room = key.strip_prefix(ROOM_PREFIX).unwrap_or(&key).to_owned();
                 self.conflicts.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    room = key.trim_start_matches(ROOM_PREFIX),
-                    "another live node claims a room this node hosts; its participants stay here until they reconnect"
-                );
+                tracing::warn!(%room, "another live node claims a room this node hosts; closing it here");
+                lost.push(room);
             }
         }
 
@@ -334,7 +336,7 @@ impl Cluster {
                 "released the claims of emptied rooms"
             );
         }
-        Ok(())
+        Ok(lost)
     }
 
     /// Deletes the claims of `rooms` that this node holds (one script call).

@@ -88,6 +88,8 @@ pub(crate) async fn run(
 /// A participant that has joined: where it is, and its SFU side.
 struct Session {
     room: String,
+    /// Which room of that name (see [`crate::registry::Registry::leave`]).
+    instance: u64,
     id: ParticipantId,
     media: sfu::ParticipantHandle,
     forwarder: JoinHandle<()>,
@@ -273,6 +275,16 @@ impl Connection {
                     other => other,
                 }
             }
+            Outbound::Moved => {
+                tracing::info!(
+                    "the room is hosted by another node now; closing so the client reconnects"
+                );
+                self.leave_room().await;
+                Flow::Close(
+                    close_code::RESTART,
+                    "the room moved to another server; reconnect",
+                )
+            }
         }
     }
 
@@ -441,7 +453,12 @@ impl Connection {
             self.room_slot = Some(room_slot);
             return Ok(Flow::Proxy(upstream));
         }
-        let Joined { id, media, events } = state.registry.join_with(
+        let Joined {
+            id,
+            instance,
+            media,
+            events,
+        } = state.registry.join_with(
             &join.room,
             &join.name,
             &join.public_key,
@@ -458,6 +475,7 @@ impl Connection {
         self.room_slot = Some(room_slot);
         self.session = Some(Session {
             room: join.room,
+            instance,
             id,
             media,
             forwarder,
@@ -520,7 +538,9 @@ impl Connection {
         let Some(session) = self.session.take() else {
             return;
         };
-        self.state.registry.leave(&session.room, session.id);
+        self.state
+            .registry
+            .leave(&session.room, session.instance, session.id);
         session.media.leave().await;
         session.forwarder.abort();
         tracing::info!("left");

@@ -21,6 +21,10 @@ pub(crate) enum Outbound {
     /// The SFU gave up on this participant's media (ICE/DTLS failure): the connection
     /// removes the participant, reports `media_failed` and closes.
     MediaClosed(String),
+    /// Another node holds this room's claim (multi-node mode, after Redis lost it): the
+    /// room was closed here; the connection closes with 1012 so that the client
+    /// reconnects and is routed to the room's node.
+    Moved,
 }
 
 /// The writing end of a connection's queue. Cheap to clone.

@@ -34,7 +34,7 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::mpsc;
 
 use crate::error::{ErrorCode, ProtocolError};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbound, Outbox};
 use crate::protocol::{ParticipantId, ParticipantInfo, ServerMessage};
 use crate::room::{Member, Room};
 use crate::turn::WelcomeIce;
@@ -50,12 +50,16 @@ pub(crate) struct Registry {
 struct Inner {
     rooms: HashMap<String, Room>,
     participants: usize,
+    /// The instance number the next new room gets.
+    next_instance: u64,
 }
 
 /// A participant that joined: its id and its handle and events in the media plane.
 pub(crate) struct Joined {
     /// The id `welcome` gave it.
     pub id: ParticipantId,
+    /// Which room of that name it joined: what [`Registry::leave`] needs.
+    pub instance: u64,
     /// Its SFU participant.
     pub media: sfu::ParticipantHandle,
     /// What the SFU tells it.
@@ -72,6 +76,7 @@ impl Registry {
             inner: Mutex::new(Inner {
                 rooms: HashMap::new(),
                 participants: 0,
+                next_instance: 1,
             }),
         }
     }
@@ -130,7 +135,11 @@ impl Registry {
                 .sfu
                 .open_room(room)
                 .map_err(|e| crate::media::sfu_error(&e))?;
-            inner.rooms.insert(room.to_owned(), Room::new(router));
+            let instance = inner.next_instance;
+            inner.next_instance += 1;
+            inner
+                .rooms
+                .insert(room.to_owned(), Room::new(router, instance));
         }
         let Some(entry) = inner.rooms.get_mut(room) else {
             return Err(ProtocolError::new(ErrorCode::Internal, "room vanished"));
@@ -163,14 +172,25 @@ impl Registry {
         entry.broadcast(id, &joined);
         entry.insert(Member { info, outbox });
         inner.participants += 1;
-        Ok(Joined { id, media, events })
+        Ok(Joined {
+            id,
+            instance: entry.instance(),
+            media,
+            events,
+        })
     }
 
-    /// Removes a participant and tells the others with `participant_left`; drops the
-    /// room when it empties. Idempotent: returns false if it was not there.
-    pub fn leave(&self, room: &str, id: ParticipantId) -> bool {
+    /// Removes a participant of room `instance` and tells the others with
+    /// `participant_left`; drops the room when it empties. Idempotent: returns false if
+    /// it was not there — also when its room was closed ([`Registry::close_room`]) and
+    /// another of the same name, whose ids start again at 1, exists now.
+    pub fn leave(&self, room: &str, instance: u64, id: ParticipantId) -> bool {
         let mut inner = self.lock();
-        let Some(entry) = inner.rooms.get_mut(room) else {
+        let Some(entry) = inner
+            .rooms
+            .get_mut(room)
+            .filter(|r| r.instance() == instance)
+        else {
             return false;
         };
         if entry.remove(id).is_none() {
@@ -183,6 +203,22 @@ impl Registry {
         }
         inner.participants -= 1;
         true
+    }
+
+    /// Closes `room` at once, without `participant_left`: it leaves the registry (and
+    /// its SFU room goes), so the next join of that name is placed afresh, and each
+    /// participant's connection is told with `item()` to leave and close. Returns how
+    /// many participants it had (0 if there was no such room).
+    pub fn close_room(&self, room: &str, item: impl Fn() -> Outbound) -> usize {
+        let mut inner = self.lock();
+        let Some(entry) = inner.rooms.remove(room) else {
+            return 0;
+        };
+        for member in entry.members() {
+            member.outbox.push(item());
+        }
+        inner.participants -= entry.len();
+        entry.len()
     }
 
     /// Delivers an E2EE payload to exactly one other participant of the room, with
@@ -271,7 +307,7 @@ mod tests {
         while let Ok(item) = rx.rx.try_recv() {
             match item {
                 Outbound::Text(t) => out.push(serde_json::from_str(t.as_str()).unwrap()),
-                Outbound::MediaClosed(_) => panic!("unexpected MediaClosed"),
+                other => panic!("unexpected {other:?}"),
             }
         }
         out
@@ -324,8 +360,8 @@ mod tests {
     #[tokio::test]
     async fn ids_count_per_room_in_join_order_and_restart_in_a_recreated_room() {
         let reg = registry(10, 10);
-        let id1 = reg.join("r", "A", "pk", member().0).unwrap().id;
-        let id2 = reg.join("r", "B", "pk", member().0).unwrap().id;
+        let a = reg.join("r", "A", "pk", member().0).unwrap();
+        let (id1, id2) = (a.id, reg.join("r", "B", "pk", member().0).unwrap().id);
         let other = reg.join("s", "C", "pk", member().0).unwrap().id;
         assert_eq!(
             (id1, id2, other),
@@ -333,7 +369,7 @@ mod tests {
             "small per-room ids keep KIDs short"
         );
         assert_eq!(reg.sfu.stats().rooms, 2, "each room has its SFU room");
-        assert!(reg.leave("r", id1) && reg.leave("r", id2));
+        assert!(reg.leave("r", a.instance, id1) && reg.leave("r", a.instance, id2));
         assert_eq!(reg.counts(), (1, 1), "empty room is dropped");
         assert_eq!(reg.sfu.stats().rooms, 1, "and its SFU room with it");
         let again = reg.join("r", "A", "pk", member().0).unwrap();
@@ -367,12 +403,17 @@ mod tests {
     async fn leave_announces_and_is_idempotent() {
         let reg = registry(10, 10);
         let (a, mut a_rx) = member();
-        let id_a = reg.join("r", "A", "pk1", a).unwrap().id;
+        let joined_a = reg.join("r", "A", "pk1", a).unwrap();
+        let (id_a, instance) = (joined_a.id, joined_a.instance);
         let id_b = reg.join("r", "B", "pk2", member().0).unwrap().id;
         drain(&mut a_rx);
-        assert!(reg.leave("r", id_b));
-        assert!(!reg.leave("r", id_b));
-        assert!(!reg.leave("nope", id_a));
+        assert!(reg.leave("r", instance, id_b));
+        assert!(!reg.leave("r", instance, id_b));
+        assert!(!reg.leave("nope", instance, id_a));
+        assert!(
+            !reg.leave("r", instance + 1, id_a),
+            "another room of that name"
+        );
         assert_eq!(
             drain(&mut a_rx),
             vec![ServerMessage::ParticipantLeft { id: id_b }]
@@ -383,7 +424,7 @@ mod tests {
     #[tokio::test]
     async fn room_and_participant_limits_hold() {
         let reg = registry(2, 2);
-        reg.join("r", "A", "pk", member().0).unwrap();
+        let instance = reg.join("r", "A", "pk", member().0).unwrap().instance;
         reg.join("r", "B", "pk", member().0).unwrap();
         assert_eq!(
             reg.join("r", "C", "pk", member().0)
@@ -405,12 +446,46 @@ mod tests {
         assert_eq!(reg.counts(), (2, 4));
         // A refused join consumed no id: the next one follows the last success.
         let (g, mut g_rx) = member();
-        assert!(reg.leave("r", 2));
+        assert!(reg.leave("r", instance, 2));
         assert_eq!(reg.join("r", "G", "pk", g).unwrap().id, 3);
         assert!(matches!(
             drain(&mut g_rx).first(),
             Some(ServerMessage::Welcome { id: 3, .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_closed_room_tells_its_members_and_their_late_leaves_touch_nothing_new() {
+        let reg = registry(10, 10);
+        let (a, mut a_rx) = member();
+        let (b, mut b_rx) = member();
+        let old = reg.join("r", "A", "pk1", a).unwrap();
+        let old_b = reg.join("r", "B", "pk2", b).unwrap();
+        reg.join("s", "C", "pk3", member().0).unwrap();
+        drain(&mut a_rx);
+        drain(&mut b_rx);
+        let closing = || Outbound::MediaClosed("room moved".into());
+        assert_eq!(reg.close_room("r", closing), 2);
+        assert_eq!(reg.close_room("r", closing), 0, "already closed");
+        assert_eq!(reg.counts(), (1, 1));
+        assert!(!reg.has_room("r"));
+        for rx in [&mut a_rx, &mut b_rx] {
+            let items: Vec<Outbound> = std::iter::from_fn(|| rx.rx.try_recv().ok()).collect();
+            assert!(
+                matches!(items.as_slice(), [Outbound::MediaClosed(_)]),
+                "no participant_left, only the close: {items:?}"
+            );
+        }
+        // A new room of that name starts at id 1 again; the old members leaving late
+        // must not remove its participants.
+        let (d, _d_rx) = member();
+        let new = reg.join("r", "D", "pk1", d).unwrap();
+        assert_eq!(new.id, old.id);
+        assert_ne!(new.instance, old.instance);
+        assert!(!reg.leave("r", old.instance, old.id));
+        assert!(!reg.leave("r", old_b.instance, old_b.id));
+        assert_eq!(reg.roster("r"), vec![info(1, "D")]);
+        assert_eq!(reg.counts(), (2, 2));
     }
 
     #[tokio::test]

@@ -28,16 +28,29 @@ pub(crate) struct Room {
     members: BTreeMap<ParticipantId, Member>,
     next_id: ParticipantId,
     router: sfu::Router,
+    instance: u64,
 }
 
 impl Room {
-    /// An empty room around its SFU room; ids start at 1.
-    pub fn new(router: sfu::Router) -> Self {
+    /// An empty room around its SFU room; ids start at 1. `instance` tells it apart
+    /// from earlier and later rooms of the same name on this server.
+    pub fn new(router: sfu::Router, instance: u64) -> Self {
         Room {
             members: BTreeMap::new(),
             next_id: 1,
             router,
+            instance,
         }
+    }
+
+    /// Which room of this name it is (see [`Room::new`]).
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    /// Every participant.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
     }
 
     /// The id the next participant gets.

@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::cluster::{Cluster, ClusterError, HEARTBEAT};
 use crate::config::Config;
+use crate::outbox::Outbound;
 use crate::state::AppState;
 use crate::tls::{Fingerprints, Tls};
 use crate::turn::{TurnAddrs, TurnService, TurnSnapshot};
@@ -266,8 +267,14 @@ async fn heartbeat(state: &AppState, cluster: &Cluster) {
             _ = ticks.tick() => {}
         }
         let (rooms, participants) = state.registry.room_names();
-        if let Err(e) = cluster.heartbeat(&rooms, participants).await {
-            tracing::debug!(error = %e, "heartbeat failed");
+        match cluster.heartbeat(&rooms, participants).await {
+            Ok(lost) => {
+                for room in lost {
+                    let closed = state.registry.close_room(&room, || Outbound::Moved);
+                    tracing::info!(%room, participants = closed, "closed a room another node owns");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
         }
     }
 }

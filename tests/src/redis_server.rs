@@ -67,6 +67,11 @@ impl RedisServer {
         self.launch().await
     }
 
+    /// Runs one command (see [`command`]).
+    pub async fn command(&self, args: &[&str]) -> Result<Option<String>> {
+        command(self.port, args, Duration::from_secs(5)).await
+    }
+
     /// True if it answers `PING` with `+PONG` within `timeout`.
     pub async fn ping(&self, timeout: Duration) -> bool {
         ping(self.port, timeout).await
@@ -153,27 +158,64 @@ pub fn redis_binary() -> Result<PathBuf> {
 
 /// One raw RESP `PING` to 127.0.0.1:`port`; true on `+PONG`.
 pub async fn ping(port: u16, timeout: Duration) -> bool {
+    matches!(command(port, &["PING"], timeout).await, Ok(Some(reply)) if reply == "PONG")
+}
+
+/// Sends one command to 127.0.0.1:`port` and reads its reply: a simple string or a bulk
+/// string (`None` for a nil one), e.g. `SET k v PX 10000` → `OK`, `GET k` → the value.
+/// An error reply, another reply type or a timeout is an error.
+pub async fn command(port: u16, args: &[&str], timeout: Duration) -> Result<Option<String>> {
     let work = async {
-        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
-        tcp.write_all(b"*1\r\n$4\r\nPING\r\n").await.ok()?;
+        let mut request = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            request.extend_from_slice(arg.as_bytes());
+            request.extend_from_slice(b"\r\n");
+        }
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        tcp.write_all(&request).await?;
         let mut reply = Vec::new();
-        let mut buf = [0u8; 64];
-        while !reply.ends_with(b"\r\n") {
-            let n = tcp.read(&mut buf).await.ok()?;
+        let mut buf = [0u8; 512];
+        loop {
+            if let Some(parsed) = parse_reply(&reply)? {
+                return Ok(parsed);
+            }
+            let n = tcp.read(&mut buf).await?;
             if n == 0 {
-                break;
+                bail!("connection closed before a whole reply");
             }
             reply.extend_from_slice(&buf[..n]);
         }
-        Some(reply.starts_with(b"+PONG"))
     };
     tokio::time::timeout(timeout, work)
         .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
+        .with_context(|| format!("redis {args:?} timed out"))?
+}
+
+/// A whole reply in `bytes`, or `Ok(None)` when more bytes are needed.
+fn parse_reply(bytes: &[u8]) -> Result<Option<Option<String>>> {
+    let Some(end) = bytes.windows(2).position(|w| w == b"\r\n") else {
+        return Ok(None);
+    };
+    let line = String::from_utf8_lossy(&bytes[1..end]).into_owned();
+    match bytes.first() {
+        Some(b'+') => Ok(Some(Some(line))),
+        Some(b'-') => bail!("redis error: {line}"),
+        Some(b'$') => {
+            let len: i64 = line.parse().context("bulk length")?;
+            if len < 0 {
+                return Ok(Some(None));
+            }
+            let start = end + 2;
+            let len = len as usize;
+            if bytes.len() < start + len + 2 {
+                return Ok(None);
+            }
+            let value = String::from_utf8_lossy(&bytes[start..start + len]).into_owned();
+            Ok(Some(Some(value)))
+        }
+        _ => bail!("unexpected reply {line:?}"),
+    }
 }
 
 /// A loopback TCP port nobody listens on right now.
@@ -187,4 +229,27 @@ fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_read_whole() {
+        assert_eq!(parse_reply(b"+OK\r\n").unwrap(), Some(Some("OK".into())));
+        assert_eq!(
+            parse_reply(b"$6\r\nnode-b\r\n").unwrap(),
+            Some(Some("node-b".into()))
+        );
+        assert_eq!(parse_reply(b"$-1\r\n").unwrap(), Some(None));
+        assert_eq!(
+            parse_reply(b"$6\r\nnode").unwrap(),
+            None,
+            "half a bulk string"
+        );
+        assert_eq!(parse_reply(b"+O").unwrap(), None);
+        assert!(parse_reply(b"-ERR wrong\r\n").is_err());
+        assert!(parse_reply(b":1\r\n").is_err());
+    }
 }

@@ -59,6 +59,7 @@ pub enum Inbound {
 /// A connected signaling WebSocket.
 pub struct SignalConnection {
     ws: Ws,
+    close_code: Option<u16>,
 }
 
 impl SignalConnection {
@@ -77,7 +78,10 @@ impl SignalConnection {
             url: url.to_owned(),
             reason: e.to_string(),
         })?;
-        Ok(SignalConnection { ws })
+        Ok(SignalConnection {
+            ws,
+            close_code: None,
+        })
     }
 
     /// Sends one frame.
@@ -110,10 +114,18 @@ impl SignalConnection {
                 None => return Err(SignalError::Closed),
                 Some(Err(e)) => return Err(SignalError::WebSocket(e.to_string())),
                 Some(Ok(Message::Text(t))) => return Ok(parse(t.as_str())),
-                Some(Ok(Message::Close(_))) => return Err(SignalError::Closed),
+                Some(Ok(Message::Close(frame))) => {
+                    self.close_code = frame.map(|f| u16::from(f.code));
+                    return Err(SignalError::Closed);
+                }
                 Some(Ok(_)) => continue,
             }
         }
+    }
+
+    /// The code of the server's close frame, once [`recv`](Self::recv) met one.
+    pub fn close_code(&self) -> Option<u16> {
+        self.close_code
     }
 
     /// [`recv`](Self::recv) with a deadline.

@@ -438,6 +438,8 @@ struct SignalOnly {
     /// The ids `welcome` listed as already in the room.
     roster: Vec<u64>,
     closed: Arc<AtomicBool>,
+    /// The code of the server's close frame, once it closed with one.
+    close_code: Arc<Mutex<Option<u16>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -496,10 +498,13 @@ async fn join_signal_only(url: &str, room: &str, name: &str) -> Result<SignalOnl
         }
     };
     let closed = Arc::new(AtomicBool::new(false));
+    let close_code = Arc::new(Mutex::new(None));
     let task = {
         let closed = closed.clone();
+        let close_code = close_code.clone();
         tokio::spawn(async move {
             while conn.recv().await.is_ok() {}
+            *close_code.lock().unwrap() = conn.close_code();
             closed.store(true, Ordering::Relaxed);
         })
     };
@@ -507,6 +512,7 @@ async fn join_signal_only(url: &str, room: &str, name: &str) -> Result<SignalOnl
         id,
         roster,
         closed,
+        close_code,
         task,
     })
 }
@@ -1117,4 +1123,81 @@ async fn placement_spreads_rooms() {
     drop(participants);
     cluster.stop().await;
     eprintln!("placement_spreads_rooms took {:.1?}", started.elapsed());
+}
+
+/// After Redis lost its data, a join placed a room on another node while this one still
+/// hosted it: at its next heartbeat the node that lost the claim closes the room with
+/// 1012, and its participants, joining again through it, meet in the claimed node's room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_whose_claim_another_node_holds_is_closed_and_reunited_there() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start("claim_conflict", 2).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let room = new_room("conflict");
+    let claim = format!("{{sealed}}:room:{room}");
+    let first = join_signal_only(&a.ws_url(), &room, "first")
+        .await
+        .unwrap_or_else(|e| panic!("join through {}: {e}", a.name));
+    assert_eq!(
+        cluster
+            .redis
+            .command(&["GET", &claim])
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(a.name.as_str()),
+        "the receiving node takes a new room on a tie"
+    );
+    // What a join through node-b right after a Redis restart would have left.
+    cluster
+        .redis
+        .command(&["SET", &claim, &b.name, "PX", "10000"])
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !first.closed.load(Ordering::Relaxed) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        first.closed.load(Ordering::Relaxed),
+        "{} kept a room whose claim {} holds\n{}",
+        a.name,
+        b.name,
+        cluster.describe().await
+    );
+    assert_eq!(
+        *first.close_code.lock().unwrap(),
+        Some(1012),
+        "service restart: reconnect"
+    );
+    assert_eq!(
+        a.metric("sealed_cluster_claim_conflicts_total").await,
+        Some(1.0)
+    );
+
+    let again = join_signal_only(&a.ws_url(), &room, "first again")
+        .await
+        .unwrap_or_else(|e| panic!("re-join through {}: {e}", a.name));
+    let second = join_signal_only(&b.ws_url(), &room, "second")
+        .await
+        .unwrap_or_else(|e| panic!("join through {}: {e}", b.name));
+    assert_eq!(second.roster, vec![again.id], "one room, on {}", b.name);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let rooms = loop {
+        let rooms = cluster.rooms().await;
+        if rooms == [Some(0.0), Some(1.0)] || Instant::now() > deadline {
+            break rooms;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        rooms,
+        [Some(0.0), Some(1.0)],
+        "only {} hosts the room\n{}",
+        b.name,
+        cluster.describe().await
+    );
+    assert!(!again.closed.load(Ordering::Relaxed) && !second.closed.load(Ordering::Relaxed));
+    drop((first, again, second));
+    cluster.stop().await;
 }
