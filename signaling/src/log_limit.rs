@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata};
+use tracing_log::NormalizeEvent as _;
 use tracing_subscriber::layer::{Context, Filter};
 
 /// Events let through per target and level in one window by default.
@@ -117,7 +118,12 @@ impl<S> Filter<S> for LogLimit {
     }
 
     fn event_enabled(&self, event: &Event<'_>, _cx: &Context<'_, S>) -> bool {
-        let meta = event.metadata();
+        // A line from a library that logs through `log` (rtc, rtc-ice, rtc-dtls, ...)
+        // arrives as an event of tracing-log's callsite, whose target is just "log":
+        // its own target is in the event's fields. Without this every such library would
+        // share one burst, and one chatty module would hide all the others' lines.
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         self.admit(meta.target(), *meta.level(), Instant::now())
     }
 
@@ -213,23 +219,51 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_library_warning_per_packet_becomes_a_few_lines() {
+    /// What a fmt layer behind `limit` writes while `emit` runs.
+    fn written_through(limit: &LogLimit, emit: impl FnOnce()) -> String {
         let captured = Captured::default();
         let writer = captured.clone();
-        let limit = LogLimit::new(5, Duration::from_secs(60));
         let subscriber = tracing_subscriber::registry().with(
             fmt::layer()
                 .with_writer(move || writer.clone())
                 .with_filter(limit.clone()),
         );
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, emit);
+        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn libraries_logging_through_log_get_a_burst_each() {
+        // What the server's subscriber does: `log` records become tracing events.
+        let _ = tracing_log::LogTracer::init();
+        let limit = LogLimit::new(5, Duration::from_secs(60));
+        let text = written_through(&limit, || {
+            for n in 0..100 {
+                log::info!(target: "rtc::peer_connection::handler::dtls", "chatty {n}");
+            }
+            log::info!(target: "rtc_ice::agent", "Setting new connection state: Connected");
+        });
+        assert_eq!(text.matches("chatty").count(), 5, "{text}");
+        assert_eq!(
+            text.matches("Setting new connection state").count(),
+            1,
+            "another module's line is not hidden by the chatty one's: {text}"
+        );
+        assert_eq!(
+            limit.take_suppressed(),
+            BTreeMap::from([("rtc::peer_connection::handler::dtls".to_owned(), 95)])
+        );
+    }
+
+    #[test]
+    fn a_library_warning_per_packet_becomes_a_few_lines() {
+        let limit = LogLimit::new(5, Duration::from_secs(60));
+        let text = written_through(&limit, || {
             for n in 0..1000 {
                 tracing::warn!(target: "rtc::peer_connection::handler::srtp", n, "srtp not ready");
             }
             tracing::warn!(target: "signaling::connection", "ours");
         });
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.matches("srtp not ready").count(), 5, "{text}");
         assert_eq!(text.matches("ours").count(), 1);
         assert_eq!(
