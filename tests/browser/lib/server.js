@@ -2,6 +2,7 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import dgram from 'node:dgram';
 import https from 'node:https';
 import net from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -29,10 +30,40 @@ function freeTcpPort() {
   });
 }
 
-/** A block of UDP ports for the SFU, spread so consecutive tests do not collide. */
-/** A random media port (the single-port engine: one UDP port for every participant). */
-function udpPort() {
-  return 42000 + Math.floor(Math.random() * 6000);
+/** Whether `port` can be bound on loopback right now with `bind(port, done)`. */
+function canBind(bind, port) {
+  return new Promise((resolve) => {
+    try {
+      bind(port, (ok) => resolve(ok));
+    } catch {
+      resolve(false);
+    }
+  });
+}
+
+function udpFree(port, done) {
+  const socket = dgram.createSocket('udp4');
+  socket.once('error', () => done(false));
+  socket.bind(port, '127.0.0.1', () => socket.close(() => done(true)));
+}
+
+function tcpFree(port, done) {
+  const server = net.createServer();
+  server.once('error', () => done(false));
+  server.listen(port, '127.0.0.1', () => server.close(() => done(true)));
+}
+
+/**
+ * A media port free for UDP and for TCP (ICE-TCP listens on the same number): random,
+ * below Linux's ephemeral range (32768–60999), where a browser's or a test's outgoing
+ * connection may hold the number at any moment.
+ */
+async function mediaPort() {
+  for (let i = 0; i < 100; i++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    if ((await canBind(udpFree, port)) && (await canBind(tcpFree, port))) return port;
+  }
+  throw new Error('no loopback port free for both UDP and TCP in 20000–32000 after 100 tries');
 }
 
 /** GET over HTTP, or over HTTPS accepting the server's self-signed certificate. */
@@ -82,7 +113,7 @@ export async function startServer(t, { name = 'server', port: fixedPort = null, 
     throw new Error('web/pkg/client_wasm.js does not exist: build it first (cargo xtask build-web)');
   }
   const port = fixedPort ?? (await freeTcpPort());
-  const udp = udpPort();
+  const udp = await mediaPort();
   const logs = [];
   const child = spawn(
     binary,
