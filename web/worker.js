@@ -245,12 +245,17 @@ function toArrayBuffer(bytes) {
   return bytes.slice().buffer;
 }
 
-function frameMime(frame) {
+/** The browser's metadata of an encoded frame; `{}` where it offers none. */
+function frameMetadata(frame) {
   try {
-    return frame.getMetadata?.().mimeType;
+    return frame.getMetadata?.() ?? {};
   } catch {
-    return undefined;
+    return {};
   }
+}
+
+function frameMime(frame) {
+  return frameMetadata(frame).mimeType;
 }
 
 /**
@@ -259,10 +264,7 @@ function frameMime(frame) {
  * codec's clear header byte or the SFrame header's first byte; nothing encrypted).
  */
 function describeFrame(frame, codec) {
-  let metadata = {};
-  try {
-    metadata = frame.getMetadata?.() ?? {};
-  } catch {}
+  const metadata = frameMetadata(frame);
   const bytes = new Uint8Array(frame.data);
   return {
     bytes: bytes.byteLength,

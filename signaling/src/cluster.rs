@@ -503,7 +503,6 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// `http://host:port` with nothing after it (a trailing `/` is dropped).
 /// The IP address `url` names as its host; `None` for a host name or an unspecified
 /// address (a node listening on `0.0.0.0` without `--node-url`).
 fn url_ip(url: &str) -> Option<std::net::IpAddr> {
@@ -512,6 +511,7 @@ fn url_ip(url: &str) -> Option<std::net::IpAddr> {
     (!ip.is_unspecified()).then_some(ip)
 }
 
+/// `http://host:port` with nothing after it (a trailing `/` is dropped).
 fn validate_node_url(url: &str) -> Result<String, ClusterError> {
     let bad = || ClusterError::BadNodeUrl(url.to_owned());
     let rest = url.strip_prefix("http://").ok_or_else(bad)?;

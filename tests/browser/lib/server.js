@@ -30,27 +30,22 @@ function freeTcpPort() {
   });
 }
 
-/** Whether `port` can be bound on loopback right now with `bind(port, done)`. */
-function canBind(bind, port) {
+/** Whether `port` can be bound for UDP on loopback right now. */
+function udpFree(port) {
   return new Promise((resolve) => {
-    try {
-      bind(port, (ok) => resolve(ok));
-    } catch {
-      resolve(false);
-    }
+    const socket = dgram.createSocket('udp4');
+    socket.once('error', () => resolve(false));
+    socket.bind(port, '127.0.0.1', () => socket.close(() => resolve(true)));
   });
 }
 
-function udpFree(port, done) {
-  const socket = dgram.createSocket('udp4');
-  socket.once('error', () => done(false));
-  socket.bind(port, '127.0.0.1', () => socket.close(() => done(true)));
-}
-
-function tcpFree(port, done) {
-  const server = net.createServer();
-  server.once('error', () => done(false));
-  server.listen(port, '127.0.0.1', () => server.close(() => done(true)));
+/** Whether `port` can be listened on for TCP on loopback right now. */
+function tcpFree(port) {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
 }
 
 /**
@@ -61,7 +56,7 @@ function tcpFree(port, done) {
 async function mediaPort() {
   for (let i = 0; i < 100; i++) {
     const port = 20000 + Math.floor(Math.random() * 12000);
-    if ((await canBind(udpFree, port)) && (await canBind(tcpFree, port))) return port;
+    if ((await udpFree(port)) && (await tcpFree(port))) return port;
   }
   throw new Error('no loopback port free for both UDP and TCP in 20000–32000 after 100 tries');
 }
